@@ -1,0 +1,22 @@
+# One command to install, one to test.  `make install` then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -r requirements-dev.txt
+
+# pytest exits 5 when it collects no tests: report that instead of failing.
+test:
+	@$(BIN)/python -m pytest -n 2; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
+
+lint:
+	$(BIN)/ruff check flexplat plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

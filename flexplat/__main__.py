@@ -1,0 +1,3 @@
+from flexplat.cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""The `flexplat` command line: parse, call one function, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from flexplat.errors import FlexplatError
+from flexplat.plugins import get_system
+from flexplat.registry import KINDS
+from flexplat.version import __version__
+
+
+class FlexplatGroup(click.Group):
+    """A click group that shows flexplat errors as one clear message, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FlexplatError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)
+
+
+class RootGroup(FlexplatGroup):
+    """The root group: adds the commands that plugins register, once per plugin system."""
+
+    _system = None
+    _core: frozenset[str] = frozenset()
+
+    def _load_plugin_commands(self) -> None:
+        system = get_system()
+        if self._system is system:
+            return
+        if self._system is None:
+            self._core = frozenset(self.commands)
+        self.commands = {name: cmd for name, cmd in self.commands.items() if name in self._core}
+        self._system = system
+        system.add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load_plugin_commands()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="flexplat")
+def cli() -> None:
+    """flexplat: train, evaluate and run segmentation models from plugins.
+
+    \b
+    Quick start (no download needed):
+      flexplat train leukocyte --demo
+      flexplat infer --images projects/leukocyte/mini_test/images
+    """
+
+
+@cli.command(name="list")
+@click.option("--kind", type=click.Choice(KINDS), help="Only items of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (stable schema).")
+def list_command(kind: str | None, as_json: bool) -> None:
+    """List installed models, codecs, callbacks and projects, and failed plugins."""
+    from flexplat.listing import collect, render_list
+
+    data = collect(get_system(), kind)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render_list(data, console())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS), help="Disambiguate when several kinds share NAME.")
+def info(name: str, kind: str | None) -> None:
+    """Describe one item: what it is, its options and defaults."""
+    from flexplat.listing import render_entry
+    from flexplat.registry import unknown_name_error
+
+    registry = get_system().registry()
+    if kind:
+        entries = [registry.entry(kind, name)]
+    else:
+        entries = registry.find(name)
+        if not entries:
+            known = sorted({e.name for e in registry.entries()})
+            raise unknown_name_error("item", name, known)
+    for entry in entries:
+        render_entry(entry, console())
+
+
+@cli.group(cls=FlexplatGroup)
+def config() -> None:
+    """Show effective configs."""
+
+
+@config.command(name="show")
+@click.argument("project", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML layered on top.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key (repeatable).")
+@click.option("--demo", is_flag=True, help="Include the project's demo layer.")
+def config_show(project: str | None, config_file: str | None, sets: tuple[str, ...], demo: bool) -> None:
+    """Print the effective, validated config of PROJECT (and/or --config FILE) as YAML."""
+    from flexplat.config import dump_yaml, resolve
+
+    if not project and not config_file:
+        raise click.UsageError("give a PROJECT or --config FILE")
+    click.echo(dump_yaml(resolve(project, config_file, sets, demo=demo)), nl=False)
+
+
+class GenerateGroup(FlexplatGroup):
+    """`flexplat generate PROJECT`: one subcommand per project that ships a generator."""
+
+    def _generators(self) -> dict[str, click.Command]:
+        registry = get_system().registry()
+        return {e.name: e.item.generate for e in registry.entries("project") if e.item.generate is not None}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._generators())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._generators().get(name)
+
+
+@cli.group(cls=GenerateGroup)
+def generate() -> None:
+    """Generate a project's dataset (from raw downloads or synthetic)."""
+
+
+def main() -> None:
+    try:
+        cli()
+    except FlexplatError as exc:  # e.g. strict mode: a plugin failed while commands were loaded
+        console(stderr=True).print(f"[bold red]Error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

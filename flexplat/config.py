@@ -1,0 +1,260 @@
+"""YAML configs: the core schema, layering and validation.
+
+Layers, lowest first: core defaults < project default (from its plugin) < user file
+(``--config``) < ``--set key.path=value`` < explicit CLI options. Every layer is validated:
+an unknown key or a wrong type is a :class:`ConfigError` naming the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flexplat.errors import ConfigError
+from flexplat.options import Option, check_value, unknown_key_error, validate
+
+_SPLIT = {
+    "images": Option(None, "image folder or glob (e.g. train/*/images), relative to data.root", type=str),
+    "masks": Option(None, "mask folder or glob, relative to data.root", type=str),
+}
+
+SCHEMA: dict[str, Any] = {
+    "project": Option(None, "project this config belongs to (its defaults are the base layer)", type=str),
+    "classes": Option(
+        [], "classes in index order, first is background: [{name: str, color: [r, g, b]}]", item_type=dict
+    ),
+    "data": {
+        "codec": Option("rgb-mask", "dataset codec name (see `flexplat list --kind codec`)"),
+        "root": Option(None, "dataset folder; split paths are relative to it (--data)", type=str),
+        "train": _SPLIT,
+        "valid": _SPLIT,
+        "test": _SPLIT,
+        "split": {
+            "valid": Option(0.15, "fraction of originals for validation (no valid folder)", min=0.0, max=0.9),
+            "test": Option(0.15, "fraction of originals for test (no test folder)", min=0.0, max=0.9),
+            "seed": Option(0, "seed of the split by original image"),
+        },
+        "codec_options": Option({}, "options of the codec (see `flexplat info CODEC`)"),
+        "cache": Option(False, "keep decoded images in memory after the first epoch"),
+        "lenient": Option(False, "skip (and count) unusable pairs instead of stopping"),
+    },
+    "model": {
+        "name": Option("flexunet", "model name (see `flexplat list --kind model`)"),
+        "image_size": Option([256, 256], "model input [height, width]", item_type=int),
+        "channels": Option(3, "input channels", min=1),
+        "options": Option({}, "options of the model (see `flexplat info MODEL`)"),
+    },
+    "train": {
+        "epochs": Option(100, "maximum epochs", min=1),
+        "batch_size": Option(2, "images per step", min=1),
+        "steps_per_epoch": Option(None, "limit steps per epoch (default: one pass)", type=int),
+        "optimizer": Option("adam", "optimizer", choices=("adam", "adamw", "sgd", "rmsprop")),
+        "learning_rate": Option(7e-5, "initial learning rate", min=0.0),
+        "clipvalue": Option(None, "clip each gradient element to +/- this value", type=float),
+        "loss": Option("categorical_crossentropy", "loss name (see README: losses)"),
+        "loss_options": Option({}, "options of the loss, e.g. class_weights"),
+        "seed": Option(42, "seed for Python, NumPy and TensorFlow"),
+        "augment": Option({}, "online augmentation options (see README: augmentation)"),
+        "monitor": Option("val_loss", "metric that picks the best model"),
+        "jit_compile": Option(False, "compile the model with XLA"),
+        "callbacks": Option({}, "callbacks by name -> options, or false to disable"),
+    },
+    "infer": {
+        "tile": Option(
+            "auto",
+            "tiled inference: auto (when larger than the model), always, never",
+            choices=("auto", "always", "never"),
+        ),
+        "tile_overlap": Option(0.25, "tile overlap as a fraction of the tile side", min=0.0, max=0.75),
+        "batch_size": Option(4, "images or tiles per prediction batch", min=1),
+        "overlay_alpha": Option(0.45, "mask opacity in overlays", min=0.0, max=1.0),
+    },
+}
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping, override: Mapping) -> dict:
+    """Deep-merge ``override`` into a copy of ``base`` (mappings merge, other values replace)."""
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def parse_set(expr: str) -> dict:
+    """Turn ``train.epochs=5`` into ``{"train": {"epochs": 5}}`` (the value is read as YAML)."""
+    key, sep, raw = expr.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {expr!r}: expected KEY.PATH=VALUE, e.g. --set train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {expr!r}: the value is not valid YAML") from None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _check_layer(layer: Mapping, name: str) -> None:
+    """Reject unknown top-level sections early, naming the layer they came from."""
+    try:
+        for key, value in layer.items():
+            if key not in SCHEMA:
+                raise unknown_key_error(str(key), list(SCHEMA), "")
+            spec = SCHEMA[key]
+            if not isinstance(spec, Option):
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{key}: must be a mapping, got {value!r}")
+                for sub in value:
+                    if sub not in spec:
+                        raise unknown_key_error(str(sub), list(spec), key)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def layer(layers: Iterable[tuple[str, Mapping]]) -> dict:
+    """Merge named layers (lowest first) after checking each for unknown sections."""
+    result: dict = {}
+    for name, values in layers:
+        _check_layer(values, name)
+        result = merge(result, values)
+    return result
+
+
+def validate_config(raw: Mapping) -> dict:
+    """Validate a merged config: the core schema, then the options of the named plugins."""
+    from flexplat.plugins import get_registry
+
+    config = validate(SCHEMA, raw)
+    registry = get_registry()
+    _validate_classes(config["classes"])
+
+    size = config["model"]["image_size"]
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"model.image_size: must be [height, width] of positive integers, got {size}")
+
+    model = registry.get("model", config["model"]["name"])
+    config["model"]["options"] = validate(model.options, config["model"]["options"], "model.options")
+    multiple = model.size_multiple(config["model"]["options"])
+    for side, value in zip(("height", "width"), size, strict=True):
+        if value % multiple:
+            lower = max(multiple, value // multiple * multiple)
+            raise ConfigError(
+                f"model.image_size: {side} {value} is not a multiple of {multiple} "
+                f"(required by model '{model.name}' with these options); nearest valid sizes: "
+                f"{lower} or {lower + multiple}"
+            )
+
+    codec = registry.get("codec", config["data"]["codec"])
+    config["data"]["codec_options"] = validate(codec.options, config["data"]["codec_options"], "data.codec_options")
+
+    callbacks = {}
+    for name, options in config["train"]["callbacks"].items():
+        spec = registry.get("callback", name)
+        if options is False or options is None:
+            callbacks[name] = False
+            continue
+        if options is True:
+            options = {}
+        callbacks[name] = validate(spec.options, options, f"train.callbacks.{name}")
+    config["train"]["callbacks"] = callbacks
+
+    from flexplat.data.augment import AUGMENT_SCHEMA
+    from flexplat.losses import loss_options_schema
+
+    config["train"]["augment"] = validate(AUGMENT_SCHEMA, config["train"]["augment"], "train.augment")
+    schema = loss_options_schema(config["train"]["loss"])
+    config["train"]["loss_options"] = validate(schema, config["train"]["loss_options"], "train.loss_options")
+    return config
+
+
+def _validate_classes(classes: list) -> None:
+    if not classes:
+        raise ConfigError(
+            "classes: no classes defined; list them in index order, background first, e.g. "
+            "classes: [{name: background, color: [0, 0, 0]}, {name: cell, color: [255, 0, 0]}]"
+        )
+    name_opt = Option("", type=str)
+    color_opt = Option([0, 0, 0], item_type=int)
+    seen_names: set[str] = set()
+    seen_colors: dict[tuple, str] = {}
+    for i, entry in enumerate(classes):
+        where = f"classes[{i}]"
+        if set(entry) - {"name", "color"} or "name" not in entry or "color" not in entry:
+            raise ConfigError(f"{where}: must be a mapping with exactly 'name' and 'color', got {entry!r}")
+        name = check_value(name_opt, entry["name"], f"{where}.name")
+        color = check_value(color_opt, entry["color"], f"{where}.color")
+        if len(color) != 3 or any(not 0 <= c <= 255 for c in color):
+            raise ConfigError(f"{where}.color: must be [r, g, b] with values 0..255, got {color}")
+        if name in seen_names:
+            raise ConfigError(f"{where}.name: class '{name}' is listed twice")
+        if tuple(color) in seen_colors:
+            raise ConfigError(f"{where}.color: {color} is already used by class '{seen_colors[tuple(color)]}'")
+        seen_names.add(name)
+        seen_colors[tuple(color)] = name
+
+
+def resolve(
+    project: str | None = None,
+    config_file: str | Path | None = None,
+    sets: Iterable[str] = (),
+    options: Mapping | None = None,
+    demo: bool = False,
+) -> dict:
+    """Build the effective config from all layers and validate it."""
+    from flexplat.plugins import get_registry
+
+    layers: list[tuple[str, Mapping]] = []
+    user = load_yaml(config_file) if config_file else {}
+    project = project or user.get("project")
+    if project:
+        spec = get_registry().get("project", project)
+        layers.append((f"project '{project}' defaults", {**spec.config, "project": project}))
+        if demo:
+            if spec.demo_config is None:
+                raise ConfigError(f"project '{project}' has no demo configuration")
+            layers.append((f"project '{project}' demo", spec.demo_config))
+    elif demo:
+        raise ConfigError("--demo needs a project, e.g. `flexplat train leukocyte --demo`")
+    if config_file:
+        layers.append((str(config_file), user))
+    for expr in sets:
+        layers.append((f"--set {expr}", parse_set(expr)))
+    if options:
+        layers.append(("command-line options", options))
+    return validate_config(layer(layers))
+
+
+def dump_yaml(config: Mapping) -> str:
+    """The config as YAML text, keys in schema order."""
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,1 @@
+"""The engine: train, evaluate, infer, run folders and built-in callbacks."""

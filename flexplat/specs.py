@@ -1,0 +1,103 @@
+"""The items plugins register: models, codecs, callbacks and projects.
+
+These dataclasses are the contract between the core and its plugins. Everything a plugin
+hands to a ``register`` callback is one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flexplat.options import Option
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One segmentation class: its name and the RGB colour it is drawn with."""
+
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model architecture.
+
+    ``build(image_size, channels, num_classes, **options)`` returns an uncompiled Keras model;
+    ``image_size`` is ``(height, width)``. ``size_multiple(options)`` tells which multiple
+    input sides must be. ``describe(image_size, channels, num_classes, **options)`` returns
+    ``{"parameters": int, "flops": float}`` WITHOUT importing TensorFlow (used by ``flexplat info``).
+    ``image_size`` and ``num_classes`` are the reference input ``flexplat info`` describes.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Any]
+    options: Mapping[str, Option] = field(default_factory=dict)
+    size_multiple: Callable[[Mapping[str, Any]], int] = lambda options: 1
+    describe: Callable[..., Mapping[str, Any]] | None = None
+    image_size: tuple[int, int] = (256, 256)
+    num_classes: int = 2
+    kind = "model"
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """A dataset format: ``factory(classes, options)`` returns a :class:`flexplat.data.Codec`."""
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    options: Mapping[str, Option] = field(default_factory=dict)
+    kind = "codec"
+
+
+@dataclass(frozen=True)
+class CallbackSpec:
+    """A training callback: ``factory(context, options)`` returns a ``keras.callbacks.Callback``.
+
+    ``context`` is a :class:`flexplat.engine.RunContext` (run folder, config, classes, data).
+    """
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    options: Mapping[str, Option] = field(default_factory=dict)
+    kind = "callback"
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A project: its classes, default config and where its data comes from.
+
+    ``config`` is the full default config (usually YAML package data read with
+    :func:`flexplat.load_yaml`). ``demo_config`` is layered on top for ``--demo``, and
+    ``make_demo_data(out_dir, seed)`` writes the demo dataset. ``original_id(stem)`` maps a
+    file stem to the id of the original image it derives from (for leak-free splits).
+    ``generate`` is a click command shown as ``flexplat generate <name>``.
+    """
+
+    name: str
+    description: str
+    config: Mapping[str, Any]
+    demo_config: Mapping[str, Any] | None = None
+    make_demo_data: Callable[[Path, int], Any] | None = None
+    original_id: Callable[[str], str] | None = None
+    generate: Any = None
+    data_hint: str = ""
+    kind = "project"
+
+    @property
+    def classes(self) -> list[ClassInfo]:
+        return classes_from_config(self.config.get("classes", []))
+
+
+def classes_from_config(entries: Sequence[Mapping[str, Any]]) -> list[ClassInfo]:
+    """Turn the config's ``classes`` list into :class:`ClassInfo` items (index = position)."""
+    return [ClassInfo(str(e["name"]), tuple(int(c) for c in e["color"])) for e in entries]
+
+
+SPEC_TYPES = {"model": ModelSpec, "codec": CodecSpec, "callback": CallbackSpec, "project": ProjectSpec}
