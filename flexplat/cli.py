@@ -94,7 +94,7 @@ def info(name: str, kind: str | None) -> None:
         entries = registry.find(name)
         if not entries:
             known = sorted({e.name for e in registry.entries()})
-            raise unknown_name_error("item", name, known)
+            raise unknown_name_error(None, name, known)
     for entry in entries:
         render_entry(entry, console())
 

@@ -68,11 +68,14 @@ class Registry:
         return [items[name] for items in self._items.values() if name in items]
 
 
-def unknown_name_error(kind: str, name: str, known: list[str]) -> RegistryError:
+def unknown_name_error(kind: str | None, name: str, known: list[str]) -> RegistryError:
+    """An error for an unknown ``name`` (of ``kind``, or of any kind when None) with close matches."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     available = ", ".join(known) if known else "none installed"
+    what = kind or "item"
+    command = f"flexplat list --kind {kind}" if kind else "flexplat list"
     return RegistryError(
-        f"Unknown {kind} '{name}'.{hint} Available: {available}. "
-        f"Run `flexplat list --kind {kind}` to see installed {kind}s and the plugins providing them."
+        f"Unknown {what} '{name}'.{hint} Available: {available}. "
+        f"Run `{command}` to see what is installed and which plugins provide it."
     )
