@@ -137,6 +137,68 @@ def generate() -> None:
     """Generate a project's dataset (from raw downloads or synthetic)."""
 
 
+def _explicit_options(data: str | None, epochs: int | None, batch_size: int | None, seed: int | None) -> dict:
+    """The explicit-option layer of the config (the highest one)."""
+    options: dict = {}
+    if data is not None:
+        options.setdefault("data", {})["root"] = data
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            options.setdefault("train", {})[key] = value
+    return options
+
+
+@cli.command()
+@click.argument("project", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML layered on the project's.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key, e.g. train.epochs=5.")
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (data.root).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (train.epochs).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (train.batch_size).")
+@click.option("--seed", type=int, help="Seed for Python, NumPy and TensorFlow (train.seed).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<project>/<time>).")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue an interrupted run folder.")
+@click.option("--demo", is_flag=True, help="Train the project's demo config on generated demo data.")
+@click.option("--evaluate/--no-evaluate", default=True, help="Evaluate on the test split afterwards.")
+def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, demo, evaluate) -> None:
+    """Train PROJECT (or the dataset a --config file describes) into a run folder."""
+    from pathlib import Path
+
+    from flexplat.config import resolve
+    from flexplat.engine.evaluate import evaluate_run, render_evaluation
+    from flexplat.engine.train import train as train_run
+
+    out_console = console()
+    if resume:
+        if project or config_file or sets or data or epochs or batch_size or seed is not None or demo:
+            raise click.UsageError("--resume continues a run with its own config: give no other config options")
+        run = train_run(resume=Path(resume), console=out_console)
+    else:
+        if not project and not config_file:
+            raise click.UsageError("give a PROJECT (see `flexplat list --kind project`) or --config FILE")
+        options = _explicit_options(data, epochs, batch_size, seed)
+        config = resolve(project, config_file, sets, options, demo=demo)
+        run = train_run(config, out=Path(out) if out else None, demo=demo, console=out_console)
+    out_console.print(f"Training finished: [bold]{run.path}[/]")
+    if evaluate:
+        figures = evaluate_run(run, "test", console=out_console)
+        if figures is not None:
+            render_evaluation(figures, out_console)
+
+
+@cli.command(name="evaluate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
+@click.option("--data", type=click.Path(file_okay=False), help="Evaluate on this dataset folder instead.")
+def evaluate_command(run_dir: str, split: str, data: str | None) -> None:
+    """Per-class Dice/IoU, whole-cell Dice/IoU, cell-type accuracy of a trained run."""
+    from flexplat.engine.evaluate import evaluate_run, render_evaluation
+    from flexplat.engine.rundir import RunDir
+
+    figures = evaluate_run(RunDir.open(run_dir), split, data=data, console=console(), required=True)
+    render_evaluation(figures, console())
+
+
 def main() -> None:
     try:
         cli()

@@ -1,0 +1,214 @@
+"""Training: config -> data -> model -> Keras fit with registry callbacks -> run folder."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from flexplat.engine.context import RunContext
+from flexplat.engine.data import dataset_fingerprint, ensure_data, load_splits
+from flexplat.engine.rundir import RunDir, atomic_write_text
+from flexplat.errors import FlexplatError
+from flexplat.plugins import get_registry, get_system
+from flexplat.specs import classes_from_config
+from flexplat.version import __version__
+
+NONDETERMINISM = (
+    "seeded: Python, NumPy, TensorFlow, shuffling and augmentation. Not bit-exact: multi-threaded "
+    "CPU reductions in TensorFlow kernels may sum in a different order from run to run."
+)
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    found = {"flexplat": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+    found.update({"numpy": numpy.__version__, "python": platform.python_version()})
+    for plugin in get_system().plugins():
+        if not plugin.builtin and plugin.version:
+            found[plugin.distribution] = plugin.version
+    return found
+
+
+def _build_model(config: dict, num_classes: int):
+    import keras
+
+    from flexplat.losses import get_loss
+    from flexplat.metrics import build_metrics
+
+    spec = get_registry().get("model", config["model"]["name"])
+    height, width = config["model"]["image_size"]
+    model = spec.build((height, width), config["model"]["channels"], num_classes, **config["model"]["options"])
+    train = config["train"]
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    kwargs = {"learning_rate": train["learning_rate"]}
+    if train["clipvalue"] is not None:
+        kwargs["clipvalue"] = train["clipvalue"]
+    names = [c["name"] for c in config["classes"]]
+    model.compile(
+        optimizer=optimizers[train["optimizer"]](**kwargs),
+        loss=get_loss(train["loss"], num_classes, **train["loss_options"]),
+        metrics=build_metrics(names),
+        jit_compile=train["jit_compile"],
+    )
+    return model
+
+
+class ResumeState:
+    """Last completed epoch: weights + optimizer state and the callbacks' counters, in run/resume/."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.dir = run.resume_dir
+        self.weights = self.dir / "last.weights.h5"
+        self.state = self.dir / "state.json"
+
+    def load(self) -> dict:
+        if not self.state.is_file() or not self.weights.is_file():
+            return {"epoch": 0, "callbacks": {}}
+        return json.loads(self.state.read_text(encoding="utf-8"))
+
+    def callback(self, named: Mapping[str, Any], restore: Mapping[str, Any]):
+        import keras
+
+        outer = self
+
+        class SaveState(keras.callbacks.Callback):
+            """Runs last: restores callback counters at train begin, saves everything at epoch end."""
+
+            def on_train_begin(self, logs=None) -> None:
+                for name, state in restore.items():
+                    if name in named and hasattr(named[name], "flexplat_restore"):
+                        named[name].flexplat_restore(state)
+
+            def on_epoch_end(self, epoch: int, logs=None) -> None:
+                outer.dir.mkdir(parents=True, exist_ok=True)
+                tmp = outer.dir / "last.tmp.weights.h5"
+                self.model.save_weights(tmp)
+                tmp.replace(outer.weights)
+                states = {n: cb.flexplat_state() for n, cb in named.items() if hasattr(cb, "flexplat_state")}
+                text = json.dumps({"epoch": epoch + 1, "callbacks": states}, indent=2)
+                atomic_write_text(outer.state, text + "\n")
+
+        return SaveState()
+
+
+def train(
+    config: dict | None = None,
+    *,
+    out: Path | None = None,
+    resume: Path | None = None,
+    demo: bool = False,
+    console: Console | None = None,
+) -> RunDir:
+    """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder."""
+    import keras
+
+    from flexplat.data.pipeline import make_dataset
+
+    console = console or Console()
+    if resume is not None:
+        run = RunDir.open(resume)
+        if run.completed:
+            raise FlexplatError(f"{run.path}: this run already completed; start a new run instead")
+        config = run.config()
+        state = ResumeState(run).load()
+        if state["epoch"] == 0:
+            console.print(f"{run.path}: no completed epoch to resume from; starting at epoch 1")
+    else:
+        if config is None:
+            raise FlexplatError("train() needs a config or a run folder to resume")
+        ensure_data(config, demo, console)
+        run = RunDir.create(out, config.get("project"))
+        run.write_config(config)
+        state = {"epoch": 0, "callbacks": {}}
+
+    seed = config["train"]["seed"]
+    keras.utils.set_random_seed(seed)
+    classes = classes_from_config(config["classes"])
+    codec, splits = load_splits(config, console)
+    train_cfg = config["train"]
+    size = tuple(config["model"]["image_size"])
+    common = {"image_size": size, "num_classes": len(classes), "batch_size": train_cfg["batch_size"], "seed": seed}
+    train_ds = make_dataset(
+        splits["train"], codec, shuffle=True, augment=train_cfg["augment"], cache=config["data"]["cache"], **common
+    )
+    valid_ds = make_dataset(
+        splits["valid"], codec, shuffle=False, augment=None, cache=config["data"]["cache"], **common
+    )
+
+    context = RunContext(run, config, classes, codec, splits, console, initial_epoch=state["epoch"])
+    registry = get_registry()
+    named = {}
+    for name, options in train_cfg["callbacks"].items():
+        if options is not False:
+            named[name] = registry.get("callback", name).factory(context, options)
+    resume_state = ResumeState(run)
+    callbacks = [*named.values(), resume_state.callback(named, state["callbacks"])]
+
+    model = _build_model(config, len(classes))
+    if state["epoch"]:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(resume_state.weights)
+        console.print(f"Resuming {run.path} after epoch {state['epoch']}")
+
+    started = time.time()
+    info = run.info()
+    run.update_info(
+        status="running",
+        project=config.get("project"),
+        seed=seed,
+        determinism=NONDETERMINISM,
+        versions=versions(),
+        dataset={
+            "root": str(config["data"]["root"]),
+            "sha256": dataset_fingerprint(config["data"]["root"], splits),
+            "pairs": {k: len(v) for k, v in splits.items()},
+        },
+        started=info.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
+        model={"name": config["model"]["name"], "parameters": int(model.count_params())},
+    )
+    console.print(
+        f"Run folder: [bold]{run.path}[/]  model {config['model']['name']} "
+        f"({model.count_params():,} parameters), {len(splits['train'])} train / {len(splits['valid'])} valid pairs"
+    )
+    verbose = 0 if "progress" in named else 2
+    try:
+        history = model.fit(
+            train_ds,
+            validation_data=valid_ds,
+            epochs=train_cfg["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=train_cfg["steps_per_epoch"],
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except KeyboardInterrupt:
+        run.update_info(status="interrupted")
+        raise FlexplatError(f"interrupted; continue with `flexplat train --resume {run.path}`") from None
+    seconds = time.time() - started
+    epochs_done = state["epoch"] + len(history.epoch)
+    if not run.model_path.is_file():
+        model.save(run.model_path)
+    checkpoint = named.get("checkpoint")
+    best = checkpoint.flexplat_state() if checkpoint is not None else {}
+    run.update_info(
+        status="completed",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        epochs_completed=epochs_done,
+        train_seconds=round(info.get("train_seconds", 0) + seconds, 1),
+        best={"monitor": context.monitor, **best},
+    )
+    return run
