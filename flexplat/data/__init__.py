@@ -1,0 +1,1 @@
+"""The data layer: codecs, checks, the tf.data pipeline, augmentation and splits."""
