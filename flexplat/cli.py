@@ -199,6 +199,28 @@ def evaluate_command(run_dir: str, split: str, data: str | None) -> None:
     render_evaluation(figures, console())
 
 
+@cli.command(name="infer")
+@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of images to segment.")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: latest completed).")
+@click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: RUN/predictions/NAME).")
+@click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write image+mask overlays.")
+@click.option("--index-masks", is_flag=True, help="Also write class-index masks (<stem>_index.png).")
+@click.option("--tile/--no-tile", default=None, help="Force tiled / resized inference (default: config infer.tile).")
+@click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+def infer_command(images, run_dir, output, overlay, index_masks, tile, tile_size, batch_size, overwrite) -> None:
+    """Segment a folder of images: colour masks, overlays and a summary at the original sizes."""
+    from flexplat.engine.infer import render_summary, run_inference
+
+    tile_mode = None if tile is None else ("always" if tile else "never")
+    summary = run_inference(
+        run_dir, images, output, overlay=overlay, index_masks=index_masks, tile=tile_mode,
+        tile_size=tile_size, batch_size=batch_size, overwrite=overwrite, console=console(),
+    )  # fmt: skip
+    render_summary(summary, console())
+
+
 def main() -> None:
     try:
         cli()

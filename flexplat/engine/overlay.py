@@ -24,8 +24,8 @@ def outline(index_mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     the foreground side; the image border itself is not an outline.
     """
     index_mask = np.asarray(index_mask)
-    if index_mask.dtype != np.uint8:
-        index_mask = index_mask.astype(np.uint8) if int(index_mask.max(initial=0)) < 256 else index_mask
+    if index_mask.dtype not in (np.uint8, np.uint16):
+        index_mask = index_mask.astype(np.uint16)
     kernel = np.ones((2 * thickness + 1, 2 * thickness + 1), np.uint8)
     grown = cv2.dilate(index_mask, kernel, borderType=cv2.BORDER_REPLICATE)
     shrunk = cv2.erode(index_mask, kernel, borderType=cv2.BORDER_REPLICATE)

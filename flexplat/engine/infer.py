@@ -1,0 +1,609 @@
+"""Inference: segment a folder of images with a trained run (``flexplat infer``).
+
+For every image file in the folder (png, jpg, jpeg, bmp, tif, tiff; not recursive) the output
+folder receives, at the ORIGINAL image size:
+
+    <stem>_mask.png      colour mask (class colours from the run's config)
+    <stem>_overlay.png   the image tinted with the mask on the cells, plus cell outlines (optional)
+    <stem>_index.png     class-index mask, uint8 (optional)
+    summary.csv/.json    per image: size, tiled or not, predicted cell type, pixel fractions
+
+Two paths, chosen per image:
+
+- **Resize** (image not larger than the model input, or tiling off): the image is resized to the
+  model input (bilinear), predicted in batches with other images, and the class PROBABILITIES are
+  resized back to the original size (bilinear) before the argmax, so class borders are smooth
+  instead of blocky nearest-neighbour steps.
+- **Tiled** (``tile="always"``, or ``"auto"`` and the image is larger than the model input on either
+  side): see :mod:`flexplat.engine.tiling` (overlapping tiles, Hann-weighted blending of the softmax,
+  bounded memory).
+
+Decoding (and the resize to the model input) runs in a small thread pool a few images ahead,
+and post-processing (resize back, argmax, colouring, overlays, PNG encoding, atomic writes) runs in
+a background thread, while the model predicts in the calling thread; TensorFlow, OpenCV and PNG
+encoding release the GIL, so all three overlap. Queues are bounded, so memory stays bounded.
+
+Nothing is overwritten without ``overwrite=True``: every target file is checked before any work
+starts. Unreadable inputs are reported and skipped; inputs are only read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
+from flexplat.engine.overlay import colorize
+from flexplat.engine.overlay import overlay as overlay_image
+from flexplat.engine.rundir import RUNS_ROOT, RunDir, atomic_write_text, latest_completed
+from flexplat.engine.tiling import predict_tiled
+from flexplat.errors import DataError, FlexplatError
+from flexplat.specs import ClassInfo
+
+TILE_MODES = ("auto", "always", "never")
+SUMMARY_CSV = "summary.csv"
+SUMMARY_JSON = "summary.json"
+
+
+@dataclass
+class InferSummary:
+    """What :func:`run_inference` did: counts, where, per-image rows and timings."""
+
+    run: Path
+    images_dir: Path
+    output_dir: Path
+    found: int
+    processed: int
+    tiled: int
+    skipped: list[tuple[str, str]]
+    rows: list[dict[str, Any]]
+    load_seconds: float
+    model_seconds: float
+    total_seconds: float
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def processing_seconds(self) -> float:
+        """Seconds from the loaded model to the last file written."""
+        return self.total_seconds - self.load_seconds
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.processing_seconds / self.processed if self.processed else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": str(self.run),
+            "images_dir": str(self.images_dir),
+            "output_dir": str(self.output_dir),
+            "classes": self.classes,
+            "counts": {
+                "found": self.found,
+                "processed": self.processed,
+                "tiled": self.tiled,
+                "skipped": len(self.skipped),
+            },
+            "timings": {
+                "load_seconds": round(self.load_seconds, 4),
+                "model_seconds": round(self.model_seconds, 4),
+                "processing_seconds": round(self.processing_seconds, 4),
+                "total_seconds": round(self.total_seconds, 4),
+                "seconds_per_image": round(self.seconds_per_image, 4),
+            },
+            "images": self.rows,
+            "skipped": [{"file": name, "reason": reason} for name, reason in self.skipped],
+        }
+
+
+# -- inputs and targets ---------------------------------------------------------------------
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (extension case-insensitive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FlexplatError(f"{folder}: no such image folder (--images must be a folder of images)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        kinds = "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+        raise FlexplatError(f"{folder}: no images ({kinds}) in this folder")
+    return files
+
+
+def output_stems(files: Sequence[Path]) -> list[str]:
+    """Output name stems: the file stem, or ``<stem>_<ext>`` when two inputs share a stem."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    return [p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix[1:].lower()}" for p in files]
+
+
+def _targets(stem: str, output: Path, overlay_on: bool, index_masks: bool) -> dict[str, Path]:
+    names = {"mask": f"{stem}_mask.png"}
+    if overlay_on:
+        names["overlay"] = f"{stem}_overlay.png"
+    if index_masks:
+        names["index"] = f"{stem}_index.png"
+    return {kind: output / name for kind, name in names.items()}
+
+
+def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path, overwrite: bool) -> None:
+    inputs = {p.resolve() for p in files}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise FlexplatError(f"{target}: this output would replace an input image; choose another --output folder")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(t.name for t in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FlexplatError(
+            f"{output}: {len(existing)} of the {len(targets)} output files already exist ({shown}); "
+            f"pass --overwrite to replace them, or choose another --output folder"
+        )
+
+
+# -- the model ------------------------------------------------------------------------------
+
+
+def load_model(run: RunDir) -> Any:
+    """The run's Keras model (plugins imported first so their custom objects are registered)."""
+    from flexplat.plugins import get_registry
+
+    if not run.model_path.is_file():
+        raise FlexplatError(f"{run.path}: no {run.model_path.name}; the run has not finished an epoch yet")
+    get_registry()
+    import keras
+
+    try:
+        return keras.models.load_model(run.model_path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types; the user needs the file and a hint
+        raise FlexplatError(
+            f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "
+            f"provides model '{run.config().get('model', {}).get('name')}' installed? (`flexplat list`)"
+        ) from exc
+
+
+class Predictor:
+    """Batched forward pass of a Keras model as a NumPy function, timed.
+
+    One ``tf.function`` per input shape (batch dimension left open, so a short last batch does not
+    retrace). A single-channel sigmoid output is turned into two-class probabilities.
+    """
+
+    def __init__(self, model: Any, num_classes: int) -> None:
+        self.model = model
+        self.num_classes = num_classes
+        shape = tuple(model.input_shape)
+        self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
+        self.channels = shape[3]
+        out = model.output_shape[-1]
+        if out != num_classes and not (out == 1 and num_classes == 2):
+            raise FlexplatError(
+                f"the model outputs {out} classes but the run's config lists {num_classes}; "
+                f"the run folder is inconsistent (retrain or fix config.yaml)"
+            )
+        self._sigmoid = out == 1 and num_classes == 2
+        self._functions: dict[tuple[int, ...], Callable] = {}
+        self.seconds = 0.0
+        self.calls = 0
+
+    def _function(self, shape: tuple[int, ...]) -> Callable:
+        fn = self._functions.get(shape)
+        if fn is None:
+            import tensorflow as tf
+
+            model = self.model
+
+            def forward(x):
+                return model(x, training=False)
+
+            fn = tf.function(forward, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
+            self._functions[shape] = fn
+        return fn
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        probs = self._function(tuple(batch.shape[1:]))(batch).numpy()
+        if self._sigmoid:
+            probs = np.concatenate([1.0 - probs, probs], axis=-1)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return probs
+
+
+# -- per image work -------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    index: int
+    path: Path
+    rgb: np.ndarray  # original image, uint8 RGB (for the overlay)
+    tiled: bool
+    net: np.ndarray | None = None  # tiled path: original-size network input (uint8)
+    model_input: np.ndarray | None = None  # resize path: float32 at the model size
+
+
+@dataclass
+class _Skip:
+    index: int
+    path: Path
+    reason: str
+
+
+@dataclass
+class _Job:
+    item: _Item
+    probs: np.ndarray | None = None  # resize path: probabilities at the model size
+    labels: np.ndarray | None = None  # tiled path: class indices at the original size
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an H x W x C array (any C), keeping the channel axis."""
+    if array.shape[:2] == (height, width):
+        return array
+    parts = []
+    for first in range(0, array.shape[2], 256):  # OpenCV handles at most 512 channels per call
+        part = cv2.resize(array[:, :, first : first + 256], (width, height), interpolation=cv2.INTER_LINEAR)
+        parts.append(part.reshape(height, width, -1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+
+def _to_network(rgb: np.ndarray, channels: int) -> np.ndarray:
+    if channels == 3:
+        return rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
+
+
+def _row(name: str, labels: np.ndarray, tiled: bool, class_names: Sequence[str]) -> dict[str, Any]:
+    height, width = labels.shape
+    counts = np.bincount(labels.ravel(), minlength=len(class_names)).astype(np.float64)
+    total = float(labels.size)
+    foreground = counts[1:].sum()
+    predicted = class_names[1 + int(np.argmax(counts[1:]))] if foreground > 0 else "none"
+    row: dict[str, Any] = {
+        "file": name,
+        "width": int(width),
+        "height": int(height),
+        "tiled": bool(tiled),
+        "predicted_type": predicted,
+        "foreground_fraction": round(foreground / total, 6),
+    }
+    for cls, count in zip(class_names, counts, strict=True):
+        row[f"fraction_{cls}"] = round(count / total, 6)
+    return row
+
+
+class _Writer(threading.Thread):
+    """Background post-processing and writing; the first error is kept and re-raised by the caller."""
+
+    def __init__(self, finish: Callable[[_Job], dict], on_done: Callable[[], None], depth: int) -> None:
+        super().__init__(name="flexplat-infer-writer", daemon=True)
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=depth)
+        self.finish = finish
+        self.on_done = on_done
+        self.rows: dict[int, dict] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            if self.error is not None:
+                continue  # drain without work so the producer never blocks forever
+            try:
+                self.rows[job.item.index] = self.finish(job)
+            except BaseException as exc:  # re-raised in the calling thread
+                self.error = exc
+            finally:
+                job.item = None  # type: ignore[assignment]  # free the arrays early
+                job.probs = job.labels = None
+            self.on_done()
+
+    def put(self, job: _Job) -> None:
+        self.check()
+        self.jobs.put(job)
+
+    def check(self) -> None:
+        if self.error is not None:
+            if isinstance(self.error, FlexplatError):
+                raise self.error
+            raise FlexplatError(f"writing outputs failed: {type(self.error).__name__}: {self.error}") from self.error
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        self.check()
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def resolve_run(run: RunDir | str | Path | None, runs_root: Path = RUNS_ROOT) -> tuple[RunDir, bool]:
+    """The run to use and whether it was picked automatically (latest completed under runs_root)."""
+    if run is None:
+        return latest_completed(runs_root), True
+    if isinstance(run, RunDir):
+        return run, False
+    return RunDir.open(run), False
+
+
+def run_inference(
+    run: RunDir | str | Path | None,
+    images: Path,
+    output: Path | None = None,
+    *,
+    overlay: bool = True,
+    index_masks: bool = False,
+    tile: str | None = None,
+    tile_size: int | None = None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    console: Console | None = None,
+    runs_root: Path = RUNS_ROOT,
+    progress: bool = True,
+) -> InferSummary:
+    """Segment every image in ``images`` with ``run``'s model; see the module docstring.
+
+    ``run=None`` uses the latest completed run under ``runs_root`` (and says so). ``tile``
+    (auto/always/never), ``batch_size`` default to the run's ``infer`` config. ``tile_size``
+    defaults to the model input; a fixed-size model accepts only its own input size.
+    """
+    started = time.perf_counter()
+    console = console or Console()
+    run, automatic = resolve_run(run, runs_root)
+    if automatic:
+        console.print(f"Using run [bold]{run.path}[/] (the latest completed run under {runs_root}/; --run to choose)")
+    config = run.config()
+    infer_cfg = config.get("infer", {})
+    classes: list[ClassInfo] = run.classes()
+    class_names = [c.name for c in classes]
+    colors = [c.color for c in classes]
+    mode = tile if tile is not None else infer_cfg.get("tile", "auto")
+    if mode not in TILE_MODES:
+        raise FlexplatError(f"tile: {mode!r} is not allowed; choose one of {', '.join(TILE_MODES)}")
+    batch = int(batch_size if batch_size is not None else infer_cfg.get("batch_size", 4))
+    if batch < 1:
+        raise FlexplatError(f"--batch-size: must be at least 1, got {batch}")
+    overlap = float(infer_cfg.get("tile_overlap", 0.25))
+    alpha = float(infer_cfg.get("overlay_alpha", 0.45))
+
+    images = Path(images)
+    files = list_images(images)
+    output = Path(output) if output is not None else run.path / "predictions" / images.resolve().name
+    stems = output_stems(files)
+    targets = [_targets(stem, output, overlay, index_masks) for stem in stems]
+    all_targets = [p for t in targets for p in t.values()] + [output / SUMMARY_CSV, output / SUMMARY_JSON]
+    _check_targets(files, all_targets, output, overwrite)
+
+    model = load_model(run)
+    predictor = Predictor(model, len(classes))
+    model_hw = _model_size(predictor, config)
+    tile_hw = _tile_size(predictor, config, model_hw, tile_size)
+    if predictor.channels not in (1, 3):
+        raise FlexplatError(f"{run.model_path}: models with {predictor.channels} input channels are not supported")
+    load_seconds = time.perf_counter() - started
+    output.mkdir(parents=True, exist_ok=True)
+    index_dtype = np.uint8 if len(classes) <= 256 else np.uint16
+
+    def decode(i: int, path: Path) -> _Item | _Skip:
+        try:
+            rgb = read_image(path)
+        except (DataError, OSError, cv2.error) as exc:
+            return _Skip(i, path, _reason(exc, path))
+        height, width = rgb.shape[:2]
+        net = _to_network(rgb, predictor.channels)
+        tiled = mode == "always" or (mode == "auto" and (height > model_hw[0] or width > model_hw[1]))
+        if tiled:
+            return _Item(i, path, rgb, True, net=net)
+        resized = _resize(net, *model_hw).astype(np.float32)
+        return _Item(i, path, rgb, False, model_input=resized.reshape(*model_hw, predictor.channels))
+
+    def finish(job: _Job) -> dict:
+        item = job.item
+        height, width = item.rgb.shape[:2]
+        if job.labels is not None:
+            labels = job.labels
+        else:
+            labels = np.argmax(_resize(job.probs, height, width), axis=-1).astype(index_dtype)
+        paths = targets[item.index]
+        write_png(paths["mask"], colorize(labels, colors))
+        if "overlay" in paths:
+            write_png(paths["overlay"], overlay_image(item.rgb, labels, colors, alpha))
+        if "index" in paths:
+            write_png(paths["index"], labels.astype(index_dtype))
+        return _row(item.path.name, labels, item.tiled, class_names)
+
+    skipped: list[tuple[int, str, str]] = []
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("Segmenting", total=len(files))
+        writer = _Writer(finish, lambda: bar.advance(task), depth=max(2, batch))
+        writer.start()
+        pending: list[_Item] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            probs = predictor(np.stack([item.model_input for item in pending]))
+            for item, item_probs in zip(pending, probs, strict=True):
+                item.model_input = None
+                writer.put(_Job(item, probs=item_probs))
+            pending.clear()
+
+        try:
+            for result in _prefetched(decode, files, ahead=batch + 2):
+                if isinstance(result, _Skip):
+                    skipped.append((result.index, result.path.name, result.reason))
+                    console.print(f"[yellow]Skipped[/] {result.path.name}: {result.reason}")
+                    bar.advance(task)
+                    continue
+                if result.tiled:
+                    probs = predict_tiled(predictor, result.net, tile_hw, overlap, batch)
+                    labels = np.argmax(probs, axis=-1).astype(index_dtype)
+                    del probs
+                    result.net = None
+                    writer.put(_Job(result, labels=labels))
+                else:
+                    pending.append(result)
+                    if len(pending) >= batch:
+                        flush()
+            flush()
+        finally:
+            writer.close()
+
+    rows = [writer.rows[i] for i in sorted(writer.rows)]
+    summary = InferSummary(
+        run=run.path,
+        images_dir=images,
+        output_dir=output,
+        found=len(files),
+        processed=len(rows),
+        tiled=sum(1 for r in rows if r["tiled"]),
+        skipped=[(name, reason) for _, name, reason in sorted(skipped)],
+        rows=rows,
+        load_seconds=load_seconds,
+        model_seconds=predictor.seconds,
+        total_seconds=0.0,
+        classes=class_names,
+    )
+    _write_summary(summary, output)
+    summary.total_seconds = time.perf_counter() - started
+    return summary
+
+
+def _model_size(predictor: Predictor, config: dict) -> tuple[int, int]:
+    """The size images are resized to: the model's fixed input, else the config's image_size."""
+    configured = tuple(int(v) for v in config["model"]["image_size"])
+    fixed = predictor.input_hw
+    if fixed[0] is not None and fixed[1] is not None:
+        if tuple(fixed) != configured:
+            raise FlexplatError(
+                f"the model takes {fixed[0]}x{fixed[1]} input but config.yaml says model.image_size "
+                f"{list(configured)}; the run folder is inconsistent"
+            )
+        return int(fixed[0]), int(fixed[1])
+    return configured  # type: ignore[return-value]
+
+
+def _tile_size(predictor: Predictor, config: dict, model_hw: tuple[int, int], tile_size: int | None) -> tuple[int, int]:
+    if tile_size is None:
+        return model_hw
+    if tile_size < 1:
+        raise FlexplatError(f"--tile-size: must be positive, got {tile_size}")
+    fixed = predictor.input_hw
+    if fixed[0] is not None or fixed[1] is not None:
+        if (fixed[0] not in (None, tile_size)) or (fixed[1] not in (None, tile_size)):
+            raise FlexplatError(
+                f"--tile-size {tile_size}: this model only accepts {fixed[0]}x{fixed[1]} input; "
+                f"leave --tile-size out (tiles then match the model input)"
+            )
+        return tile_size, tile_size
+    from flexplat.plugins import get_registry
+
+    name = config["model"]["name"]
+    registry = get_registry()
+    if name in registry.names("model"):
+        multiple = registry.get("model", name).size_multiple(config["model"].get("options", {}))
+        if tile_size % multiple:
+            lower = max(multiple, tile_size // multiple * multiple)
+            raise FlexplatError(
+                f"--tile-size {tile_size}: model '{name}' needs sides that are a multiple of {multiple}; "
+                f"try {lower} or {lower + multiple}"
+            )
+    return tile_size, tile_size
+
+
+def _prefetched(decode: Callable[[int, Path], Any], files: Sequence[Path], ahead: int):
+    """Yield ``decode(i, path)`` in order, decoding up to ``ahead`` files in advance in threads."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexplat-decode") as pool:
+        queued: deque[Future] = deque()
+        todo = iter(enumerate(files))
+        try:
+            for _ in range(ahead):
+                i_path = next(todo, None)
+                if i_path is None:
+                    break
+                queued.append(pool.submit(decode, *i_path))
+            while queued:
+                result = queued.popleft().result()
+                i_path = next(todo, None)
+                if i_path is not None:
+                    queued.append(pool.submit(decode, *i_path))
+                yield result
+        finally:
+            for future in queued:
+                future.cancel()
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def _write_summary(summary: InferSummary, output: Path) -> None:
+    fields = ["file", "width", "height", "tiled", "predicted_type", "foreground_fraction"]
+    fields += [f"fraction_{name}" for name in summary.classes]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(summary.rows)
+    atomic_write_text(output / SUMMARY_CSV, buffer.getvalue())
+    atomic_write_text(output / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2) + "\n")
+
+
+def render_summary(summary: InferSummary, console: Console) -> None:
+    """A short table: counts, skipped files with reasons, output folder, seconds per image."""
+    table = Table(title="flexplat infer", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("run", str(summary.run))
+    table.add_row("images", f"{summary.processed} of {summary.found} segmented ({summary.tiled} tiled)")
+    table.add_row("skipped", str(len(summary.skipped)))
+    for name, reason in summary.skipped[:10]:
+        table.add_row("", f"{name}: {reason}")
+    if len(summary.skipped) > 10:
+        table.add_row("", f"... and {len(summary.skipped) - 10} more (see {SUMMARY_JSON})")
+    table.add_row("output", str(summary.output_dir))
+    table.add_row(
+        "time",
+        f"{summary.seconds_per_image:.3f} s per image (model {summary.model_seconds:.1f} s, "
+        f"load {summary.load_seconds:.1f} s, total {summary.total_seconds:.1f} s)",
+    )
+    types: dict[str, int] = {}
+    for row in summary.rows:
+        types[row["predicted_type"]] = types.get(row["predicted_type"], 0) + 1
+    if types:
+        table.add_row("cell types", ", ".join(f"{name} {n}" for name, n in sorted(types.items())))
+    console.print(table)
