@@ -221,6 +221,32 @@ def infer_command(images, run_dir, output, overlay, index_masks, tile, tile_size
     render_summary(summary, console())
 
 
+@cli.group(cls=FlexplatGroup)
+def data() -> None:
+    """Inspect and validate datasets."""
+
+
+@data.command(name="check")
+@click.argument("target", required=False)
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Dataset folder (data.root).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML (e.g. with classes).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key (repeatable).")
+@click.option("--lenient", is_flag=True, help="Count unusable pairs as skipped instead of errors.")
+def data_check(target: str | None, data_dir: str | None, config_file: str | None, sets, lenient: bool) -> None:
+    """Check every pair of a dataset: TARGET is a project name or a dataset folder.
+
+    Reports pairs per split, unpaired files, size mismatches, corrupt files, converted
+    channels, class histograms and snapped mask colours; exits non-zero on errors.
+    """
+    from flexplat.data.check import check_dataset, check_target_config, render
+
+    config, original_id = check_target_config(target, data_dir, config_file, sets, lenient)
+    report = check_dataset(config, original_id=original_id, console=console())
+    render(report, console())
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
 def main() -> None:
     try:
         cli()

@@ -91,14 +91,14 @@ class RgbMaskCodec(Codec):
                 shown = ", ".join(f"({r}, {g}, {b}) x {n} px" for (r, g, b), n in top)
                 more = f" and {int(bad.sum()) - 5} more colours" if bad.sum() > 5 else ""
                 raise DataError(
-                    f"{pair.mask}: {int(counts[bad].sum())} pixels have colours matching no class (farther than "
+                    f"{pair.mask}: {int(counts[bad].sum())} pixel(s) have colours matching no class (farther than "
                     f"tolerance {self.tolerance:g} from every class colour"
                     f"{' and every mix of two' if self.blends else ''}): {shown}{more}. Fix the mask, add the "
                     f"colour to `classes`, or raise data.codec_options.tolerance"
                 )
             mask[~exact] = target[inverse].astype(np.uint8)
             snapped = int(off.size)
-        return MaskRead(mask.reshape(h, w), snapped, tuple(f"mask: {n}" for n in notes))
+        return MaskRead(mask.reshape(h, w), snapped, tuple(notes))
 
     def write(self, image_path: Path, mask_path: Path, image: np.ndarray, mask: np.ndarray) -> None:
         io.write_png(image_path, image)

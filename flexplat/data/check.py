@@ -1,0 +1,426 @@
+"""Dataset validation: ``flexplat data check`` (full) and :func:`quick_check` (before training).
+
+Every problem is reported with the file it concerns. With ``data.lenient`` the pairs that
+cannot be used are skipped and counted instead of being errors.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flexplat.data import io
+from flexplat.data.codec import Codec, Pair, PairScan
+from flexplat.data.layout import SPLITS, get_codec, resolve_split_scans, split_sources
+from flexplat.errors import DataError
+from flexplat.specs import ClassInfo, classes_from_config
+
+PROGRESS_MIN = 20  # show a progress bar from this many pairs on
+
+
+@dataclass
+class PairResult:
+    """What decoding one pair found."""
+
+    pair: Pair
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    snapped: int = 0
+    class_pixels: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass
+class SplitReport:
+    """The findings for one split."""
+
+    name: str
+    source: str
+    pairs: int = 0
+    usable: int = 0
+    images_without_mask: list[Path] = field(default_factory=list)
+    masks_without_image: list[Path] = field(default_factory=list)
+    class_pixels: list[int] = field(default_factory=list)
+    class_images: list[int] = field(default_factory=list)
+    snapped: dict[str, int] = field(default_factory=dict)
+    sizes: Counter = field(default_factory=Counter)
+
+    @property
+    def snapped_pixels(self) -> int:
+        return sum(self.snapped.values())
+
+
+@dataclass
+class CheckReport:
+    """The result of :func:`check_dataset`; ``errors`` empty means the dataset is usable."""
+
+    root: Path
+    codec: str
+    classes: list[ClassInfo]
+    splits: dict[str, SplitReport]
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[Pair] = field(default_factory=list)
+    lenient: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def total_pairs(self) -> int:
+        return sum(s.pairs for s in self.splits.values())
+
+
+def check_pair(pair: Pair, codec: Codec) -> PairResult:
+    """Decode image and mask of ``pair``, collecting every problem instead of stopping at one."""
+    result = PairResult(pair)
+    image_size = None
+    try:
+        image, notes = io.decode_image(pair.image)
+        image_size = image.shape[:2]
+        result.notes.extend(f"{pair.image}: {n} (converted)" for n in notes)
+    except DataError as exc:
+        result.errors.append(str(exc))
+    try:
+        read = codec.read_mask(pair)
+        result.snapped = read.snapped
+        result.notes.extend(f"{pair.mask}: {n} (converted)" for n in read.notes)
+        result.size = tuple(read.mask.shape[:2])
+        result.class_pixels = np.bincount(read.mask.reshape(-1), minlength=codec.num_classes)
+        if image_size is not None and image_size != result.size:
+            (ih, iw), (mh, mw) = image_size, result.size
+            result.errors.append(
+                f"{pair.image} is {iw}x{ih} but its mask {pair.mask} is {mw}x{mh} (width x height); "
+                f"image and mask must have the same size"
+            )
+    except DataError as exc:
+        result.errors.append(str(exc))
+    return result
+
+
+def _check_pairs(pairs: list[Pair], codec: Codec, workers: int | None, console: Any, label: str) -> list[PairResult]:
+    """Check ``pairs`` on a thread pool (OpenCV decodes without the GIL), with a progress bar."""
+    workers = workers or min(8, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda p: check_pair(p, codec), pairs)
+        if console is None or len(pairs) < PROGRESS_MIN:
+            return list(results)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        collected = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(label, total=len(pairs))
+            for result in results:
+                collected.append(result)
+                progress.advance(task)
+        return collected
+
+
+def _unmatched_messages(scan: PairScan, split: str) -> list[str]:
+    messages = [f"{p}: image has no mask (no mask named '{p.stem}.*' in {split})" for p in scan.images_without_mask]
+    messages += [f"{p}: mask has no image (no image named '{p.stem}.*' in {split})" for p in scan.masks_without_image]
+    return messages
+
+
+def check_dataset(
+    config: Mapping[str, Any],
+    *,
+    original_id: Callable[[str], str] | None = None,
+    codec: Codec | None = None,
+    workers: int | None = None,
+    console: Any = None,
+) -> CheckReport:
+    """Check every file of every split of ``config``'s dataset (decodes everything).
+
+    ``console`` (a rich Console) shows a progress bar on long scans. Pair problems are errors,
+    or skips counted in ``warnings`` / ``skipped`` when ``data.lenient`` is on.
+    """
+    codec = codec or get_codec(config)
+    lenient = bool(config["data"]["lenient"])
+    scans = resolve_split_scans(config, codec, original_id)
+    sources = split_sources(config)
+    root = Path(config["data"]["root"]).expanduser()
+    report = CheckReport(root, config["data"]["codec"], classes_from_config(config["classes"]), {}, lenient=lenient)
+    problems = report.warnings if lenient else report.errors
+    verb = "skipped: " if lenient else ""
+    for split in SPLITS:
+        scan = scans[split]
+        sr = SplitReport(
+            split,
+            sources[split],
+            pairs=len(scan.pairs),
+            images_without_mask=list(scan.images_without_mask),
+            masks_without_image=list(scan.masks_without_image),
+            class_pixels=[0] * codec.num_classes,
+            class_images=[0] * codec.num_classes,
+        )
+        report.splits[split] = sr
+        problems.extend(verb + m for m in _unmatched_messages(scan, split))
+        for result in _check_pairs(scan.pairs, codec, workers, console, f"checking {split}"):
+            for note in result.notes:
+                report.warnings.append(note)
+            if result.snapped:
+                sr.snapped[str(result.pair.mask)] = result.snapped
+            if result.errors:
+                problems.extend(verb + e for e in result.errors)
+                report.skipped.append(result.pair)
+                continue
+            sr.usable += 1
+            sr.sizes[result.size] += 1
+            sr.class_pixels = [a + int(b) for a, b in zip(sr.class_pixels, result.class_pixels, strict=True)]
+            sr.class_images = [a + int(b > 0) for a, b in zip(sr.class_images, result.class_pixels, strict=True)]
+    if not report.lenient:
+        report.skipped = []
+    if report.splits["train"].usable == 0:
+        report.errors.append(f"no usable training pairs in {sources['train']} (under {root})")
+    report.warnings.extend(_leak_warnings(scans, original_id))
+    return report
+
+
+def _leak_warnings(scans: Mapping[str, PairScan], original_id: Callable[[str], str] | None) -> list[str]:
+    """Originals whose files sit in more than one split (evaluation would be optimistic)."""
+    ident = original_id or (lambda stem: stem)
+    where: dict[str, set[str]] = {}
+    for split, scan in scans.items():
+        for pair in scan.pairs:
+            where.setdefault(str(ident(pair.stem)), set()).add(split)
+    shared = sorted(o for o, splits in where.items() if len(splits) > 1)
+    if not shared:
+        return []
+    shown = ", ".join(f"'{o}' ({'+'.join(sorted(where[o]))})" for o in shared[:5])
+    return [f"{len(shared)} original images have files in more than one split (a leak that inflates scores): {shown}"]
+
+
+# -- the quick check run before training ----------------------------------------------------------
+
+
+@dataclass
+class QuickCheck:
+    """Result of :func:`quick_check`: pairs to skip (lenient mode) and what was found."""
+
+    skip: list[Pair] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    checked: int = 0
+    total: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skip)
+
+    def apply(self, scans: Mapping[str, PairScan]) -> dict[str, PairScan]:
+        """``scans`` without the skipped pairs."""
+        skip = set(self.skip)
+        return {
+            name: PairScan([p for p in s.pairs if p not in skip], s.images_without_mask, s.masks_without_image)
+            for name, s in scans.items()
+        }
+
+
+def quick_check(
+    config: Mapping[str, Any],
+    scans: Mapping[str, PairScan],
+    *,
+    codec: Codec | None = None,
+    max_decode: int = 2000,
+    seed: int = 0,
+    workers: int | None = None,
+) -> QuickCheck:
+    """The checks run before training, so a run never dies an hour in on a bad file.
+
+    Always: every split's files pair up and every paired file exists. Then image and mask of
+    every pair are decoded and compared (size, corruption, mask content) - all pairs when
+    there are at most ``max_decode``, else a seeded sample of that many (about 10 s per 1000
+    512x512 pairs on 2 cores). Problems raise one DataError listing them, unless
+    ``data.lenient`` is on: then the returned :class:`QuickCheck` names the pairs to skip
+    (use ``.apply(scans)``); unmatched files are ignored and counted in ``problems``.
+    """
+    codec = codec or get_codec(config)
+    lenient = bool(config["data"]["lenient"])
+    result = QuickCheck()
+    bad: dict[Pair, list[str]] = {}
+    pairs: list[Pair] = []
+    for split, scan in scans.items():
+        result.problems.extend(_unmatched_messages(scan, split))
+        for pair in scan.pairs:
+            missing = [str(p) for p in (pair.image, pair.mask) if not p.is_file()]
+            if missing:
+                bad[pair] = [f"{p}: file not found" for p in missing]
+            else:
+                pairs.append(pair)
+    result.total = len(pairs) + len(bad)
+    sample = pairs if len(pairs) <= max_decode else random.Random(seed).sample(pairs, max_decode)
+    for checked in _check_pairs(sample, codec, workers, None, "checking"):
+        if checked.errors:
+            bad[checked.pair] = checked.errors
+    result.checked = len(sample)
+    for messages in bad.values():
+        result.problems.extend(messages)
+    if result.problems and not lenient:
+        raise DataError(_problem_list(result.problems, result))
+    result.skip = sorted(bad, key=lambda p: str(p.image))
+    if scans.get("train") is not None and scans["train"].pairs and all(p in bad for p in scans["train"].pairs):
+        raise DataError(_problem_list(["no usable training pairs left", *result.problems], result))
+    return result
+
+
+def _problem_list(problems: Iterable[str], result: QuickCheck, limit: int = 20) -> str:
+    problems = list(problems)
+    lines = [f"the dataset has {len(problems)} problem(s):", *(f"  - {p}" for p in problems[:limit])]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    if result.checked < result.total:
+        lines.append(f"(decoded {result.checked} of {result.total} pairs)")
+    lines.append(
+        "Run `flexplat data check` for the full report, fix the files, or set data.lenient: true to skip "
+        "unusable pairs."
+    )
+    return "\n".join(lines)
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def render(report: CheckReport, console: Any, max_lines: int = 50) -> None:
+    """Print ``report`` as rich tables: splits, classes, snapped pixels, warnings, errors."""
+    from rich.table import Table
+
+    console.print(
+        f"[bold]Dataset check[/] {report.root}  codec [cyan]{report.codec}[/]  "
+        f"{len(report.classes)} classes{'  (lenient)' if report.lenient else ''}"
+    )
+    splits = [s for s in report.splits.values() if s.pairs or s.images_without_mask or s.masks_without_image]
+    table = Table(title="Splits", title_justify="left")
+    for column in ("split", "source", "pairs", "usable", "images w/o mask", "masks w/o image", "snapped px (files)"):
+        table.add_column(column, justify="left" if column in ("split", "source") else "right")
+    for s in report.splits.values():
+        table.add_row(
+            s.name,
+            s.source,
+            str(s.pairs),
+            str(s.usable),
+            _count(len(s.images_without_mask)),
+            _count(len(s.masks_without_image)),
+            f"{s.snapped_pixels} ({len(s.snapped)})",
+        )
+    console.print(table)
+
+    classes = Table(title="Classes: pixel share (images containing the class)", title_justify="left")
+    classes.add_column("#", justify="right")
+    classes.add_column("class")
+    classes.add_column("colour")
+    for s in splits:
+        classes.add_column(s.name, justify="right")
+    for index, info in enumerate(report.classes):
+        r, g, b = info.color
+        cells = []
+        for s in splits:
+            total = sum(s.class_pixels) or 1
+            cells.append(f"{100 * s.class_pixels[index] / total:.2f}% ({s.class_images[index]})")
+        classes.add_row(str(index), info.name, f"[on rgb({r},{g},{b})]    [/] {r},{g},{b}", *cells)
+    console.print(classes)
+
+    snapped = [(name, n) for s in splits for name, n in s.snapped.items()]
+    if snapped:
+        table = Table(title="Snapped mask pixels (colours mapped to the nearest class)", title_justify="left")
+        table.add_column("mask file")
+        table.add_column("pixels", justify="right")
+        for name, n in sorted(snapped)[:max_lines]:
+            table.add_row(name, str(n))
+        if len(snapped) > max_lines:
+            table.add_row(f"... and {len(snapped) - max_lines} more files", "")
+        console.print(table)
+
+    _print_list(console, "Warnings", "yellow", report.warnings, max_lines)
+    _print_list(console, "Errors", "red", report.errors, max_lines)
+    total = report.total_pairs
+    if report.ok:
+        skipped = f", {len(report.skipped)} skipped (lenient)" if report.skipped else ""
+        console.print(f"[bold green]OK[/]: {total} pairs{skipped}")
+    else:
+        console.print(f"[bold red]{len(report.errors)} error(s)[/] in {total} pairs")
+
+
+def _count(n: int) -> str:
+    return f"[red]{n}[/]" if n else "0"
+
+
+def _print_list(console: Any, title: str, colour: str, items: list[str], max_lines: int) -> None:
+    if not items:
+        return
+    console.print(f"[bold {colour}]{title} ({len(items)}):[/]")
+    for item in items[:max_lines]:
+        console.print(f"  - {item}", markup=False, highlight=False, soft_wrap=True)
+    if len(items) > max_lines:
+        console.print(f"  ... and {len(items) - max_lines} more")
+
+
+# -- building the config of `flexplat data check TARGET` -----------------------------------------
+
+
+def check_target_config(
+    target: str | None,
+    data_dir: str | None = None,
+    config_file: str | None = None,
+    sets: Iterable[str] = (),
+    lenient: bool = False,
+) -> tuple[dict, Callable[[str], str] | None]:
+    """The validated config (and the project's ``original_id``) for ``flexplat data check``.
+
+    ``target`` is a project name or a dataset folder. For a folder: it becomes ``data.root``;
+    classes come from ``--config``/``--set`` or the folder's ``dataset.yaml`` (key ``classes``);
+    the split folders are detected (:func:`~flexplat.data.layout.detect_layout`) unless the
+    config names them. ``--data`` overrides the root.
+    """
+    from flexplat.config import load_yaml, resolve
+    from flexplat.data.layout import detect_layout
+    from flexplat.errors import ConfigError
+    from flexplat.plugins import get_registry
+
+    sets = list(sets)
+    project = None
+    root = Path(data_dir).expanduser() if data_dir else None
+    if target and Path(target).expanduser().is_dir():
+        root = root or Path(target).expanduser()
+    elif target:
+        if target not in get_registry().names("project"):
+            known = ", ".join(get_registry().names("project")) or "none installed"
+            raise DataError(f"{target}: neither a dataset folder nor an installed project (projects: {known})")
+        project = target
+    if not target and not config_file:
+        raise ConfigError("give a PROJECT, a dataset folder, or --config FILE")
+    options: dict[str, Any] = {"data": {}}
+    if root is not None:
+        options["data"]["root"] = str(root)
+    if lenient:
+        options["data"]["lenient"] = True
+    if project is None and root is not None:
+        user = load_yaml(config_file) if config_file else {}
+        given = "classes" in user or user.get("project") or any(s.split("=", 1)[0].strip() == "classes" for s in sets)
+        if not given:
+            manifest = root / "dataset.yaml"
+            classes = load_yaml(manifest).get("classes") if manifest.is_file() else None
+            if not classes:
+                raise ConfigError(
+                    f"{root}: no classes known for this dataset; pass --config FILE holding a `classes` list "
+                    f"([{{name, color: [r, g, b]}}], index order, background first), or put `classes:` in "
+                    f"{manifest}"
+                )
+            options["classes"] = classes
+    config = resolve(project, config_file, sets, options)
+    if root is not None and not config["data"]["train"]["images"]:
+        options["data"].update(detect_layout(root))
+        config = resolve(project, config_file, sets, options)
+    original_id = None
+    if config.get("project"):
+        original_id = get_registry().get("project", config["project"]).original_id
+    return config, original_id

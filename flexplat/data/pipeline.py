@@ -1,0 +1,109 @@
+"""The streaming tf.data input pipeline: file list -> decode -> resize -> augment -> batch.
+
+Only file paths live in the dataset; images are decoded on demand by parallel workers and
+dropped after use, so memory does not grow with the number of images (unless ``cache=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flexplat.data.codec import Codec, Pair
+from flexplat.errors import DataError
+
+
+def load_pair_resized(pair: Pair, codec: Codec, image_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``pair`` and resize to ``image_size`` (H, W): bilinear image, NEAREST mask.
+
+    Returns ``(image uint8 H x W x 3 RGB, mask uint8 H x W class indices)``. An image and mask
+    of different sizes raise DataError naming both files.
+    """
+    image = codec.read_image(pair)
+    mask = codec.read_mask(pair).mask
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(
+            f"{pair.image} is {image.shape[1]}x{image.shape[0]} but its mask {pair.mask} is "
+            f"{mask.shape[1]}x{mask.shape[0]} (width x height); image and mask must have the same size"
+        )
+    height, width = int(image_size[0]), int(image_size[1])
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+def make_dataset(
+    pairs: Sequence[Pair],
+    codec: Codec,
+    image_size: Sequence[int],
+    num_classes: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    augment: Mapping[str, Any] | None,
+    seed: int,
+    cache: bool = False,
+    one_hot: bool = True,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+) -> Any:
+    """A ``tf.data.Dataset`` of ``(images, targets)`` batches streamed from ``pairs``.
+
+    images: float32 ``(B, H, W, 3)`` in 0..255 (the model normalises). targets: one-hot float32
+    ``(B, H, W, num_classes)``, or int32 ``(B, H, W)`` class indices with ``one_hot=False``.
+    Decoding runs on parallel workers in a deterministic order; ``shuffle`` reshuffles each
+    epoch from ``seed``; ``augment`` (``train.augment`` options) is applied after resizing,
+    with per-element randomness that is new every epoch yet reproducible from ``seed``.
+    ``cache=True`` keeps decoded, resized (not augmented) pairs in memory after the first pass.
+    """
+    import tensorflow as tf
+
+    from flexplat.data.augment import augment_fn, is_enabled
+
+    pairs = list(pairs)
+    if not pairs:
+        raise DataError("no image/mask pairs to build a dataset from; check the data folders (flexplat data check)")
+    height, width = int(image_size[0]), int(image_size[1])
+    autotune = tf.data.AUTOTUNE
+
+    def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return load_pair_resized(pairs[int(index)], codec, (height, width))
+
+    def decode(index):
+        image, mask = tf.numpy_function(load, [index], [tf.uint8, tf.uint8], stateful=False)
+        image.set_shape([height, width, 3])
+        mask.set_shape([height, width])
+        return image, mask
+
+    ds = tf.data.Dataset.range(len(pairs))
+    if cache:
+        ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True).cache()
+    if shuffle:
+        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if not cache:
+        ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
+
+    if is_enabled(augment):
+        fn = augment_fn(augment, seed)
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, keys)).map(
+            lambda pair, key: fn(tf.cast(pair[0], tf.float32), pair[1], key),
+            num_parallel_calls=autotune,
+            deterministic=True,
+        )
+
+    def finish(image, mask):
+        image = tf.cast(image, tf.float32)
+        if one_hot:
+            return image, tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
+        return image, tf.cast(mask, tf.int32)
+
+    ds = ds.map(finish, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
