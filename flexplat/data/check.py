@@ -300,7 +300,7 @@ def render(report: CheckReport, console: Any, max_lines: int = 50) -> None:
     )
     splits = [s for s in report.splits.values() if s.pairs or s.images_without_mask or s.masks_without_image]
     table = Table(title="Splits", title_justify="left")
-    for column in ("split", "source", "pairs", "usable", "images w/o mask", "masks w/o image", "snapped px (files)"):
+    for column in ("split", "source", "pairs", "usable", "image w/o mask", "mask w/o image", "snapped px (files)"):
         table.add_column(column, justify="left" if column in ("split", "source") else "right")
     for s in report.splits.values():
         table.add_row(
@@ -320,22 +320,31 @@ def render(report: CheckReport, console: Any, max_lines: int = 50) -> None:
     classes.add_column("colour")
     for s in splits:
         classes.add_column(s.name, justify="right")
+    if len(splits) > 1:
+        classes.add_column("all", justify="right")
     for index, info in enumerate(report.classes):
         r, g, b = info.color
         cells = []
-        for s in splits:
-            total = sum(s.class_pixels) or 1
-            cells.append(f"{100 * s.class_pixels[index] / total:.2f}% ({s.class_images[index]})")
-        classes.add_row(str(index), info.name, f"[on rgb({r},{g},{b})]    [/] {r},{g},{b}", *cells)
+        columns = [(s.class_pixels, s.class_images) for s in splits]
+        if len(splits) > 1:
+            columns.append(
+                (
+                    [sum(v) for v in zip(*(s.class_pixels for s in splits), strict=True)],
+                    [sum(v) for v in zip(*(s.class_images for s in splits), strict=True)],
+                )
+            )
+        for pixels, images in columns:
+            cells.append(f"{100 * pixels[index] / (sum(pixels) or 1):.2f}% ({images[index]})")
+        classes.add_row(str(index), info.name, f"[on rgb({r},{g},{b})]    [/]", *cells)
     console.print(classes)
 
     snapped = [(name, n) for s in splits for name, n in s.snapped.items()]
     if snapped:
         table = Table(title="Snapped mask pixels (colours mapped to the nearest class)", title_justify="left")
-        table.add_column("mask file")
+        table.add_column(f"mask file (under {report.root})", overflow="fold")
         table.add_column("pixels", justify="right")
         for name, n in sorted(snapped)[:max_lines]:
-            table.add_row(name, str(n))
+            table.add_row(_relative(name, report.root), str(n))
         if len(snapped) > max_lines:
             table.add_row(f"... and {len(snapped) - max_lines} more files", "")
         console.print(table)
@@ -343,11 +352,20 @@ def render(report: CheckReport, console: Any, max_lines: int = 50) -> None:
     _print_list(console, "Warnings", "yellow", report.warnings, max_lines)
     _print_list(console, "Errors", "red", report.errors, max_lines)
     total = report.total_pairs
+    if snapped:
+        console.print(f"{sum(n for _, n in snapped)} mask pixels snapped to the nearest class in {len(snapped)} files")
     if report.ok:
         skipped = f", {len(report.skipped)} skipped (lenient)" if report.skipped else ""
         console.print(f"[bold green]OK[/]: {total} pairs{skipped}")
     else:
         console.print(f"[bold red]{len(report.errors)} error(s)[/] in {total} pairs")
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def _count(n: int) -> str:

@@ -126,7 +126,7 @@ def split_sources(config: Mapping[str, Any]) -> dict[str, str]:
         if data[split]["images"]:
             sources[split] = f"{data[split]['images']} + {data[split]['masks']}"
         elif split != "train" and data["split"][split] > 0:
-            sources[split] = f"{data['split'][split]:.0%} of train originals"
+            sources[split] = f"{data['split'][split]:.0%} of train"
         else:
             sources[split] = "none"
     return sources
