@@ -14,6 +14,7 @@ from flexplat.config import load_yaml
 from flexplat.errors import ConfigError, DataError, FlexplatError, RegistryError
 from flexplat.hookspecs import hookimpl
 from flexplat.options import Option
+from flexplat.options import validate as validate_options
 from flexplat.specs import CallbackSpec, ClassInfo, CodecSpec, ModelSpec, ProjectSpec
 from flexplat.version import __version__
 
@@ -37,6 +38,7 @@ __all__ = [
     "hookimpl",
     "load_yaml",
     "Option",
+    "validate_options",
     "ModelSpec",
     "CodecSpec",
     "CallbackSpec",

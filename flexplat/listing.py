@@ -66,6 +66,7 @@ def render_list(data: dict[str, Any], console: Console) -> None:
             f"[bold red]plugin failed:[/] {failure['name']} ({failure['distribution']}) "
             f"at {failure['stage']}: {failure['error']}",
             highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -42,6 +42,13 @@ def cell_types(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tu
     return pairs
 
 
+def _none_if_nan(value: Any) -> Any:
+    """JSON has no NaN: absent classes become null."""
+    if isinstance(value, list):
+        return [_none_if_nan(v) for v in value]
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
 def evaluate_arrays(
     truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], class_names: Sequence[str]
 ) -> dict[str, Any]:
@@ -59,13 +66,23 @@ def evaluate_arrays(
             types[true_type - 1, pred_type] += 1
         # soft pixel accuracy: mean over pixels of the probability given to the true class
         seed_scores.append(float(np.take_along_axis(probs, truth[..., None].astype(np.int64), -1).mean()))
-    scores = scores_from_confusion(cm)
+    scores = {k: _none_if_nan(v) for k, v in scores_from_confusion(cm).items()}
     regions = int(types.sum())
     correct = int(sum(types[i, i + 1] for i in range(num_classes - 1)))
+    per_class = {
+        name: {"dice": scores["dice"][i], "iou": scores["iou"][i], "pixels": scores["support"][i]}
+        for i, name in enumerate(class_names)
+        if i > 0
+    }
     return {
         "images": len(truths),
         "classes": list(class_names),
-        **scores,
+        "per_class": per_class,
+        "dice_mean": scores["dice_mean"],
+        "iou_mean": scores["iou_mean"],
+        "cell_dice": scores["cell_dice"],
+        "cell_iou": scores["cell_iou"],
+        "pixel_accuracy": scores["pixel_accuracy"],
         "type_accuracy": correct / regions if regions else None,
         "cells": regions,
         "type_confusion": {

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flexplat import ConfigError, Option
+from flexplat import ConfigError, Option, validate_options
 
 ACTIVATIONS = {"relu": "relu", "elu": "elu", "gelu": "gelu", "swish": "silu", "mish": "mish"}
 """Option value -> built-in Keras activation name (looked up, never evaluated)."""
@@ -46,34 +46,14 @@ def make_options(**defaults: Any) -> dict[str, Option]:
     }
 
 
-_TYPE_WORDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-
-
-def _check(option: Option, value: Any, key: str) -> Any:
-    wanted = option.value_type
-    ok = isinstance(value, wanted) and not (wanted is not bool and isinstance(value, bool))
-    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
-        ok, value = True, float(value)
-    if not ok:
-        extra = " (kernels and dilations are square: give one integer)" if key in ("base_kernels", "dilation") else ""
-        raise ConfigError(f"model.options.{key}: must be {_TYPE_WORDS.get(wanted, wanted)}, got {value!r}{extra}")
-    if option.choices is not None and value not in option.choices:
-        raise ConfigError(
-            f"model.options.{key}: {value!r} is not allowed; choose one of {', '.join(map(repr, option.choices))}"
-        )
-    if option.min is not None and value < option.min:
-        raise ConfigError(f"model.options.{key}: {value!r} is below the minimum {option.min}")
-    if option.max is not None and value > option.max:
-        raise ConfigError(f"model.options.{key}: {value!r} is above the maximum {option.max}")
-    return value
-
-
 def resolve_options(schema: Mapping[str, Option], options: Mapping[str, Any]) -> dict[str, Any]:
     """Fill defaults from ``schema`` and check every value; raise ConfigError naming the key."""
-    unknown = sorted(set(options) - set(schema))
-    if unknown:
-        raise ConfigError(f"model.options: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(schema))}")
-    values = {key: _check(opt, options.get(key, opt.default), key) for key, opt in schema.items()}
+    for key in ("base_kernels", "dilation"):
+        if isinstance(options.get(key), (list, tuple)):
+            raise ConfigError(
+                f"model.options.{key}: kernels and dilations are square: give one integer, got {options[key]!r}"
+            )
+    values = validate_options(schema, options, "model.options")
     top = values["dropout_rate"] * (values["num_layers"] - 1)
     if top >= 1.0:
         raise ConfigError(
