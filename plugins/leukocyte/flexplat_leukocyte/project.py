@@ -19,15 +19,15 @@ DEMO_COUNT = 360
 DEMO_ZOOM = 1.5
 
 DATA_HINT = """\
-Data: LISC (Leukocyte Images for Segmentation and Classification), Rezatofighi & Soltanian-Zadeh,
-"Automatic recognition of five types of white blood cells in peripheral blood", Computerized Medical
-Imaging and Graphics 35(4), 2011. Research and educational use only; redistribution is prohibited, so
-flexplat never ships it: download it yourself from the authors' site, unpack it, then run
+Data: LISC (Leukocyte Images for Segmentation and Classification),
+Rezatofighi & Soltanian-Zadeh, Computerized Medical Imaging and Graphics
+35(4), 2011. Research and educational use only; redistribution is
+prohibited, so flexplat never ships it. Download and unpack it yourself:
   flexplat generate leukocyte --source ~/LISC --out data/leukocyte
   flexplat train leukocyte --data data/leukocyte
-No download? Synthetic stained-smear images with the same classes and layout:
-  flexplat generate leukocyte --synthetic 400 --out data/leukocyte-synthetic
-  flexplat train leukocyte --demo            (small model; makes data/leukocyte-demo itself)"""
+No download? Synthetic smears, same classes and layout:
+  flexplat generate leukocyte --synthetic 400 --out data/leukocyte-synth
+  flexplat train leukocyte --demo   (small model, makes its own data)"""
 
 
 def make_demo_data(out_dir: Path, seed: int) -> Path:
