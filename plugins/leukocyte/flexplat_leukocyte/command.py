@@ -44,8 +44,12 @@ AUGMENT_HELP = "rot90, rot180, rot270, hflip, vflip, elastic, barrel, pincushion
     help=f"Comma list of {AUGMENT_HELP}, or none; copies of TRAIN originals only "
     "[default: all of them from LISC, none synthetic].",
 )
-@click.option("--elastic-alpha", default=1300.0, show_default=True, help="Elastic warp strength (512-px units).")
-@click.option("--elastic-sigma", default=8.0, show_default=True, help="Elastic warp smoothness (512-px units).")
+@click.option(
+    "--elastic-alpha", default=1000.0, show_default=True, help="Elastic warp strength (px of a 512-px image)."
+)
+@click.option(
+    "--elastic-sigma", default=20.0, show_default=True, help="Elastic warp smoothness (px of a 512-px image)."
+)
 @click.option(
     "--lens-amount",
     type=click.FloatRange(0.0, 0.49),
