@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import flexplat_leukocyte
 import pytest
@@ -150,3 +151,20 @@ def test_spec_module_imports_no_heavy_libraries():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_mini_test_holds_six_valid_pairs():
+    import cv2
+    import numpy as np
+    from flexplat_leukocyte.classes import TYPES
+
+    root = Path(__file__).resolve().parents[3] / "projects" / "leukocyte" / "mini_test"
+    images = sorted((root / "images").glob("*.png"))
+    assert [p.stem.split("_")[0] for p in images] == ["baso", "eosi", "lymp", "mono", "neut", "neut"]
+    colour = {prefix: color for prefix, _, color in TYPES}
+    for path in images:
+        image = cv2.imread(str(path))
+        mask = cv2.imread(str(root / "masks" / path.name))[..., ::-1]
+        assert image.shape == mask.shape == (256, 256, 3)
+        found = {tuple(int(v) for v in c) for c in np.unique(mask.reshape(-1, 3), axis=0)}
+        assert found == {(0, 0, 0), colour[path.stem.split("_")[0]]}, path.name
