@@ -262,17 +262,21 @@ def write_dataset(
 
         bar, task = _progress(progress, len(originals), f"writing {out.name}")
         # OpenCV and NumPy release the GIL while drawing, warping and encoding: threads overlap them.
-        with bar, ThreadPoolExecutor(max(1, workers)) as pool:
-            for original, result in zip(originals, pool.map(write_one, originals), strict=True):
-                bar.advance(task)
-                if isinstance(result, str):
-                    unusable[original.id] = result
-                    continue
-                entry = counts[split_of[original.id]]
-                entry["originals"] += 1
-                entry["files"] += result
-                entry["per_class"][original.cls]["originals"] += 1
-                entry["per_class"][original.cls]["files"] += result
+        pool = ThreadPoolExecutor(max(1, workers))
+        try:
+            with bar:
+                for original, result in zip(originals, pool.map(write_one, originals), strict=True):
+                    bar.advance(task)
+                    if isinstance(result, str):
+                        unusable[original.id] = result
+                        continue
+                    entry = counts[split_of[original.id]]
+                    entry["originals"] += 1
+                    entry["files"] += result
+                    entry["per_class"][original.cls]["originals"] += 1
+                    entry["per_class"][original.cls]["files"] += result
+        finally:  # on an error or Ctrl-C, do not keep working through the queue
+            pool.shutdown(wait=True, cancel_futures=True)
         for split in SPLITS:
             membership[split] = [oid for oid in membership[split] if oid not in unusable]
         manifest = build_manifest(kind, source, options, counts, membership, {**(skipped or {}), "unusable": unusable})

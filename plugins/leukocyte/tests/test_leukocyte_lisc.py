@@ -190,8 +190,10 @@ def test_refuses_non_empty_out_without_overwrite(fake_lisc, tmp_path):
 
 def test_a_failed_run_leaves_no_dataset_and_keeps_the_old_one(tmp_path):
     originals = [Original(f"neut_{i}", "neutrophil") for i in range(1, 6)]
+    calls = []
 
     def load(original):
+        calls.append(original.id)
         if original.id == "neut_4":
             raise RuntimeError("disk on fire")
         image = np.full((32, 32, 3), 200, np.uint8)
@@ -214,6 +216,13 @@ def test_a_failed_run_leaves_no_dataset_and_keeps_the_old_one(tmp_path):
         )
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+    many = [Original(f"neut_{i}", "neutrophil") for i in range(1, 201)]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        write_dataset(tmp_path / "big", many, load, GenerateOptions(32), kind="test", source="-", workers=2)
+    assert len(calls) < 50  # the queue is cancelled, not worked through
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 
 
