@@ -106,15 +106,15 @@ def scan_lisc(source: Path) -> LiscScan:
     images = _class_folders(main, scan, source)
     masks = _class_folders(truth, scan, source)
     for prefix, cls, _ in TYPES:
-        image_files: dict[str, Path] = {}
+        image_files: dict[int, Path] = {}  # by number: "07.bmp" matches "7_expert.bmp"
         if prefix in images:
             for path in sorted(images[prefix].iterdir()):
                 match = _IMAGE.match(path.name) if path.is_file() else None
                 if match:
-                    image_files[match.group(1)] = path
+                    image_files[int(match.group(1))] = path
                 else:
                     scan.ignored_files.append(str(path.relative_to(source)))
-        mask_files: dict[str, Path] = {}
+        mask_files: dict[int, Path] = {}
         expert = _child(masks[prefix], EXPERT_DIR) if prefix in masks else None
         if prefix in masks:
             for path in sorted(masks[prefix].iterdir()):
@@ -124,16 +124,16 @@ def scan_lisc(source: Path) -> LiscScan:
             for path in sorted(expert.iterdir()):
                 match = _MASK.match(path.name) if path.is_file() else None
                 if match:
-                    mask_files[match.group(1)] = path
+                    mask_files[int(match.group(1))] = path
                 else:
                     scan.ignored_files.append(str(path.relative_to(source)))
-        for number in sorted(image_files, key=int):
+        for number in sorted(image_files):
             oid = f"{prefix}_{number}"
             if number in mask_files:
                 scan.items.append(LiscItem(oid, cls, image_files[number], mask_files[number]))
             else:
                 scan.no_mask.append(oid)
-        scan.mask_without_image += [f"{prefix}_{n}" for n in sorted(mask_files, key=int) if n not in image_files]
+        scan.mask_without_image += [f"{prefix}_{n}" for n in sorted(mask_files) if n not in image_files]
     return scan
 
 
