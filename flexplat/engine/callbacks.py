@@ -244,6 +244,15 @@ def csv_plots(context: RunContext, options: Mapping[str, Any]) -> CsvAndPlots:
 
 
 def tensorboard(context: RunContext, options: Mapping[str, Any]) -> keras.callbacks.TensorBoard:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        from flexplat.errors import ConfigError
+
+        raise ConfigError(
+            "train.callbacks.tensorboard: the tensorboard package is not installed; "
+            "`pip install tensorboard`, or disable the callback with --set train.callbacks.tensorboard=false"
+        )
     return keras.callbacks.TensorBoard(
         log_dir=str(context.run.tensorboard_dir), histogram_freq=options["histogram_freq"], write_graph=False
     )

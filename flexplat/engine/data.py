@@ -13,29 +13,24 @@ from flexplat.errors import ConfigError, DataError
 from flexplat.plugins import get_registry
 
 
-def ensure_data(config: dict, demo: bool, console: Console) -> None:
-    """Check a dataset folder is configured; for --demo, generate the project's demo data if missing."""
-    project = get_registry().get("project", config["project"]) if config.get("project") else None
-    root = config["data"]["root"]
-    hint = f"\n{project.data_hint}" if project and project.data_hint else ""
-    if root is None:
-        raise DataError(f"no dataset given: pass --data DIR (or set data.root in your config).{hint}")
-    root_path = Path(root)
-    if demo and not (root_path / "dataset.yaml").is_file():
-        if project is None or project.make_demo_data is None:
-            raise ConfigError(f"project '{config.get('project')}' has no demo data generator")
-        if root_path.exists() and any(root_path.iterdir()):
-            raise DataError(
-                f"{root_path}: the demo dataset folder holds files but no dataset.yaml; "
-                f"move it away or pass --data to another folder"
-            )
-        console.print(f"Generating the demo dataset in {root_path} ...")
-        project.make_demo_data(root_path, config["data"]["split"]["seed"])
-    if not root_path.is_dir():
-        raise DataError(f"{root_path}: dataset folder not found.{hint}")
+def ensure_demo_data(config: dict, console: Console) -> None:
+    """For --demo: generate the project's demo dataset into data.root unless it is already there."""
+    project = get_registry().get("project", config["project"])
+    root = Path(config["data"]["root"] or "")
+    if not config["data"]["root"]:
+        raise ConfigError(f"project '{project.name}': its demo config sets no data.root")
+    if (root / "dataset.yaml").is_file():
+        console.print(f"Reusing the demo dataset in {root}")
+        return
+    if project.make_demo_data is None:
+        raise ConfigError(f"project '{project.name}' has no demo data generator")
+    if root.exists() and any(root.iterdir()):
+        raise DataError(f"{root}: the demo dataset folder holds files but no dataset.yaml; move them or pass --data")
+    console.print(f"Generating the demo dataset in {root} ...")
+    project.make_demo_data(root, config["data"]["split"]["seed"])
 
 
-def dataset_fingerprint(root: Path, pairs: Mapping[str, list[Any]]) -> str:
+def dataset_fingerprint(root: str | Path, pairs: Mapping[str, list[Any]]) -> str:
     """sha256 of the dataset manifest if there is one, else of every pair's names and sizes."""
     manifest = Path(root) / "dataset.yaml"
     digest = hashlib.sha256()
@@ -50,19 +45,22 @@ def dataset_fingerprint(root: Path, pairs: Mapping[str, list[Any]]) -> str:
 
 
 def load_splits(config: dict, console: Console) -> tuple[Any, dict[str, list[Any]]]:
-    """The codec and the checked pairs of each split (train, valid, test) of a resolved config."""
+    """The codec and the checked pairs of each split (train, valid, test) of a resolved config.
+
+    Runs the data layer's quick check first, so a run never dies an hour in on a bad file; in
+    lenient mode the unusable pairs are skipped and counted.
+    """
     from flexplat.data.check import quick_check
     from flexplat.data.layout import get_codec, resolve_split_scans
 
     codec = get_codec(config)
     project = get_registry().get("project", config["project"]) if config.get("project") else None
-    original_id = project.original_id if project else None
-    scans = resolve_split_scans(config, codec, original_id)
-    splits = quick_check(config, scans, codec, console=console)
-    if not splits.get("train"):
+    scans = resolve_split_scans(config, codec, project.original_id if project else None)
+    checked = quick_check(config, scans, codec=codec, seed=config["train"]["seed"])
+    if checked.skipped:
+        problems = len(checked.problems)
+        console.print(f"[yellow]lenient:[/] skipping {checked.skipped} unusable pairs ({problems} problems)")
+    splits = {name: scan.pairs for name, scan in checked.apply(scans).items()}
+    if not splits["train"]:
         raise DataError(f"{config['data']['root']}: no training pairs found")
-    if not splits.get("valid"):
-        raise DataError(
-            f"{config['data']['root']}: no validation pairs; add a valid folder or set data.split.valid > 0"
-        )
     return codec, splits

@@ -496,11 +496,10 @@ def run_inference(
         rows=rows,
         load_seconds=load_seconds,
         model_seconds=predictor.seconds,
-        total_seconds=0.0,
+        total_seconds=time.perf_counter() - started,
         classes=class_names,
     )
     _write_summary(summary, output)
-    summary.total_seconds = time.perf_counter() - started
     return summary
 
 

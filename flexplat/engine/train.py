@@ -12,9 +12,9 @@ from typing import Any
 from rich.console import Console
 
 from flexplat.engine.context import RunContext
-from flexplat.engine.data import dataset_fingerprint, ensure_data, load_splits
+from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
 from flexplat.engine.rundir import RunDir, atomic_write_text
-from flexplat.errors import FlexplatError
+from flexplat.errors import DataError, FlexplatError
 from flexplat.plugins import get_registry, get_system
 from flexplat.specs import classes_from_config
 from flexplat.version import __version__
@@ -130,7 +130,8 @@ def train(
     else:
         if config is None:
             raise FlexplatError("train() needs a config or a run folder to resume")
-        ensure_data(config, demo, console)
+        if demo:
+            ensure_demo_data(config, console)
         run = RunDir.create(out, config.get("project"))
         run.write_config(config)
         state = {"epoch": 0, "callbacks": {}}
@@ -139,6 +140,11 @@ def train(
     keras.utils.set_random_seed(seed)
     classes = classes_from_config(config["classes"])
     codec, splits = load_splits(config, console)
+    if not splits["valid"]:
+        raise DataError(
+            f"{config['data']['root']}: no validation pairs; add a valid folder (data.valid) "
+            "or set data.split.valid > 0"
+        )
     train_cfg = config["train"]
     size = tuple(config["model"]["image_size"])
     common = {"image_size": size, "num_classes": len(classes), "batch_size": train_cfg["batch_size"], "seed": seed}
@@ -194,6 +200,7 @@ def train(
             steps_per_epoch=train_cfg["steps_per_epoch"],
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded)
         )
     except KeyboardInterrupt:
         run.update_info(status="interrupted")
