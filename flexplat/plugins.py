@@ -109,7 +109,8 @@ class PluginSystem:
         self._loaded = True
         for module_name in self.builtins:
             try:
-                self.add(importlib.import_module(module_name), module_name, "flexplat", __version__)
+                module = importlib.import_module(module_name)
+                self.add(module, module_name.rsplit(".", 1)[-1], "flexplat", __version__)
             except Exception as exc:  # a broken built-in must not hide the others
                 self._fail(module_name, "flexplat", "import", exc)
         if self.autoload:
