@@ -104,6 +104,7 @@ def test_default_and_demo_configs_validate():
     assert demo["model"]["options"]["normalization"] == "batch" and demo["model"]["options"]["input_normalize"]
     assert demo["train"]["loss"] == "ce_dice" and demo["train"]["batch_size"] == 8
     assert demo["data"]["root"] == "data/leukocyte-demo"
+    assert demo["train"]["augment"]["flip"] and demo["train"]["augment"]["rot90"]
 
 
 def test_info_and_generate_are_wired_into_the_cli():
