@@ -11,7 +11,8 @@ folder receives, at the ORIGINAL image size:
 Two paths, chosen per image:
 
 - **Resize** (image not larger than the model input, or tiling off): the image is resized to the
-  model input (bilinear), predicted in batches with other images, and the class PROBABILITIES are
+  model input (bilinear), predicted in batches with other images (the very first batch holds a
+  single image, so the first result arrives early), and the class PROBABILITIES are
   resized back to the original size (bilinear) before the argmax, so class borders are smooth
   instead of blocky nearest-neighbour steps.
 - **Tiled** (``tile="always"``, or ``"auto"`` and the image is larger than the model input on either
@@ -34,8 +35,11 @@ import io
 import json
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,6 +165,78 @@ def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path,
 # -- the model ------------------------------------------------------------------------------
 
 
+_ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
+
+
+def _zero_initializers(config: Any) -> Any:
+    """A copy of a Keras config with every ``*_initializer`` replaced by Zeros."""
+    if isinstance(config, dict):
+        return {
+            key: dict(_ZEROS) if key.endswith("_initializer") and isinstance(value, dict) else _zero_initializers(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_zero_initializers(value) for value in config]
+    return config
+
+
+def _extract_member(archive_path: Path, name: str, target: Path) -> None:
+    """Copy one member of a zip archive to ``target`` (a stored member is copied by byte range)."""
+    with zipfile.ZipFile(archive_path) as archive:
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+            return
+    with open(archive_path, "rb") as src, open(target, "wb") as dst:
+        src.seek(info.header_offset)
+        header = src.read(30)
+        if header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{archive_path}: bad zip local header for {name}")
+        src.seek(
+            info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+        )
+        remaining = info.file_size
+        while remaining:
+            chunk = src.read(min(remaining, 16 << 20))
+            if not chunk:
+                raise ValueError(f"{archive_path}: truncated member {name}")
+            dst.write(chunk)
+            remaining -= len(chunk)
+
+
+def load_saved_model(path: Path) -> Any:
+    """Load a ``.keras`` file for inference (uncompiled, ``safe_mode``), skipping random initialisation.
+
+    ``keras.models.load_model`` first builds every layer with its initializers (for the 125M-parameter
+    leukocyte FlexUNet: 125M random draws, longer than reading the weights) and then overwrites every
+    variable with the saved values. Here the architecture is rebuilt from the archive's config.json
+    with all initializers set to Zeros, and ``load_weights`` fills every variable from the archive's
+    weights file (copied to a temporary file, as reading it inside the zip is slow); it fails if any
+    layer's variables do not match. Falls back to ``keras.models.load_model`` if that path fails.
+    """
+    import keras
+
+    try:
+        return _load_without_initializers(path)
+    except Exception:  # the standard loader below reports real problems
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def _load_without_initializers(path: Path) -> Any:
+    import keras
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    config["compile_config"] = None
+    model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
+    with tempfile.TemporaryDirectory(prefix="flexplat-") as tmp:
+        weights = Path(tmp) / "model.weights.h5"
+        _extract_member(path, "model.weights.h5", weights)
+        model.load_weights(weights)
+    return model
+
+
 def load_model(run: RunDir) -> Any:
     """The run's Keras model (plugins imported first so their custom objects are registered)."""
     from flexplat.plugins import get_registry
@@ -168,10 +244,8 @@ def load_model(run: RunDir) -> Any:
     if not run.model_path.is_file():
         raise FlexplatError(f"{run.path}: no {run.model_path.name}; the run has not finished an epoch yet")
     get_registry()
-    import keras
-
     try:
-        return keras.models.load_model(run.model_path, compile=False, safe_mode=True)
+        return load_saved_model(run.model_path)
     except Exception as exc:  # Keras raises many types; the user needs the file and a hint
         raise FlexplatError(
             f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "
@@ -478,7 +552,8 @@ def run_inference(
                     writer.put(_Job(result, labels=labels))
                 else:
                     pending.append(result)
-                    if len(pending) >= batch:
+                    # the very first batch holds one image: the first result (and any error) comes early
+                    if len(pending) >= (batch if predictor.calls else 1):
                         flush()
             flush()
         finally:

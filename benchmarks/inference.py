@@ -1,0 +1,531 @@
+"""Inference benchmark: `flexplat infer` against an original-style loop, the pure forward pass and
+the machine's FLOP/s ceiling, plus tiled scaling. All figures come from ONE run of this script.
+
+    python benchmarks/inference.py            # leukocyte FlexUNet (512x512, 125M params), 20 images
+    python benchmarks/inference.py --smoke    # tiny model and images (seconds; for tests)
+
+Every measurement runs in its own subprocess, so start-up times include interpreter and
+TensorFlow start-up and peak RSS is per measurement:
+
+- flexplat: `flexplat infer` (the CLI, default options: overlays on, batch from the run's config);
+  start-up = process launch -> first prediction returned; per image = model loaded -> last file.
+- original: the original experiment's inference loop: model built from the config, weights loaded
+  from an .h5 file, then per image cv2.imread, resize, `model.predict` on a batch of one, argmax,
+  colour PNG via a loop over classes, cv2.imwrite.
+- forward: the same model on the same images already in memory (decoded and resized), batches as
+  flexplat uses them, timed after a warm-up call: the floor that I/O overlap should reach.
+- ceiling: a large float32 matmul in TensorFlow and NumPy (the faster one counts), in the same
+  process as the forward pass, as the achievable FLOP/s; fraction = model FLOPs / time / ceiling.
+- tiled: `flexplat infer` on one square image of 1024, 2048, 4096 px with a 256-px model
+  (flexunet-small, random weights): seconds per megapixel and peak RSS.
+
+The machine is shared and noisy: compare ratios within a run. Results: benchmarks/results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+FULL = {
+    "name": "full",
+    "model": "flexunet",  # leukocyte options are the defaults of this preset
+    "project": "leukocyte",
+    "size": 512,
+    "images": 20,
+    "tiled_model": "flexunet-small",
+    "tiled_model_size": 256,
+    "tiled_sizes": [1024, 2048, 4096],
+    "matmul": 4096,
+}
+SMOKE = {
+    "name": "smoke",
+    "model": "flexunet",
+    "model_options": {"base_filters": 4, "base_kernels": 3, "num_layers": 3},
+    "project": "leukocyte",
+    "size": 64,
+    "images": 4,
+    "tiled_model": "flexunet-small",
+    "tiled_model_options": {"base_filters": 4, "num_layers": 3},
+    "tiled_model_size": 64,
+    "tiled_sizes": [128, 256],
+    "matmul": 512,
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def emit(result: dict) -> None:
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# -- children -------------------------------------------------------------------------------
+
+
+def child_prepare(work: Path, setup: dict) -> None:
+    """Run folders with random-weight models, the .h5 weights for the baseline, and the images."""
+    quiet_tf()
+    import numpy as np
+
+    from flexplat.config import resolve, validate_config
+    from flexplat.data.io import write_png
+    from flexplat.engine.rundir import RunDir
+    from flexplat.plugins import get_registry
+
+    registry = get_registry()
+    rng = np.random.default_rng(0)
+
+    def make_run(path: Path, model_name: str, size: int, options: dict) -> dict:
+        config = resolve(setup["project"])  # classes, infer settings; the model is replaced below
+        config["model"] = {"name": model_name, "image_size": [size, size], "channels": 3, "options": dict(options)}
+        config = validate_config(config)
+        spec = registry.get("model", model_name)
+        classes = len(config["classes"])
+        model = spec.build((size, size), config["model"]["channels"], classes, **config["model"]["options"])
+        path.mkdir(parents=True, exist_ok=True)
+        run = RunDir(path)
+        run.write_config(config)
+        model.save(run.model_path)
+        model.save_weights(path / "weights.weights.h5")
+        run.update_info(status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        described = spec.describe((size, size), config["model"]["channels"], classes, **config["model"]["options"])
+        return {"parameters": int(described["parameters"]), "flops": float(described["flops"])}
+
+    def cell_image(height: int, width: int) -> np.ndarray:
+        """A smear-like picture: pink background, a few dark round 'cells', mild noise."""
+        import cv2
+
+        image = np.empty((height, width, 3), np.uint8)
+        image[:] = (225, 190, 205)
+        for _ in range(max(1, height * width // 60000)):
+            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            radius = int(rng.integers(max(4, min(height, width) // 20), max(5, min(height, width) // 8)))
+            cv2.circle(image, centre, radius, (120, 60, 150), -1)
+        noise = rng.normal(0, 6, image.shape)
+        return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+    info = {}
+    info["main"] = make_run(work / "run", setup["model"], setup["size"], setup.get("model_options", {}))
+    images = work / "images"
+    for i in range(setup["images"]):
+        write_png(images / f"img_{i:03d}.png", cell_image(setup["size"], setup["size"]))
+    info["tiled"] = make_run(
+        work / "tiled_run", setup["tiled_model"], setup["tiled_model_size"], setup.get("tiled_model_options", {})
+    )
+    for side in setup["tiled_sizes"]:
+        write_png(work / f"tiled_{side}" / f"big_{side}.png", cell_image(side, side))
+    (work / "prepared.json").write_text(json.dumps({"setup": setup, "models": info}, indent=2))
+    emit({"models": info})
+
+
+def child_flexplat(args: list[str], launch: float) -> None:
+    """`flexplat infer` through its CLI, with the time of the first prediction recorded."""
+    quiet_tf()
+    from flexplat.cli import cli
+    from flexplat.engine import infer
+
+    first: list[float] = []
+    original_call = infer.Predictor.__call__
+
+    def timed_call(self, batch):
+        result = original_call(self, batch)
+        if not first:
+            first.append(time.time())
+        return result
+
+    infer.Predictor.__call__ = timed_call
+    cli.main(["infer", *args], standalone_mode=False)
+    end = time.time()
+    output = Path(args[args.index("--output") + 1])
+    summary = json.loads((output / "summary.json").read_text())
+    emit({"first_prediction_s": first[0] - launch, "total_s": end - launch, "summary": summary})
+
+
+def child_original(run_dir: Path, images: Path, output: Path, launch: float) -> None:
+    """The original experiment's inference loop (see the module docstring)."""
+    quiet_tf()
+    import cv2
+    import numpy as np
+    import yaml
+
+    from flexplat.plugins import get_registry
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    spec = get_registry().get("model", config["model"]["name"])
+    height, width = config["model"]["image_size"]
+    colors = [tuple(c["color"]) for c in config["classes"]]
+    model = spec.build((height, width), config["model"]["channels"], len(colors), **config["model"]["options"])
+    model.load_weights(run_dir / "weights.weights.h5")
+    output.mkdir(parents=True, exist_ok=True)
+    first = None
+    started = time.time()
+    count = 0
+    for path in sorted(images.iterdir()):
+        image = cv2.imread(str(path))
+        h0, w0 = image.shape[:2]
+        image = cv2.cvtColor(cv2.resize(image, (width, height)), cv2.COLOR_BGR2RGB)
+        prediction = model.predict(np.expand_dims(image.astype(np.float32), 0), verbose=0)
+        if first is None:
+            first = time.time()
+            started = first
+        labels = np.argmax(prediction[0], axis=-1)
+        mask = np.zeros((height, width, 3), np.uint8)
+        for index, color in enumerate(colors):
+            mask[labels == index] = color
+        if (h0, w0) != (height, width):
+            mask = cv2.resize(mask, (w0, h0), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(output / path.name), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR))
+        count += 1
+    end = time.time()
+    emit(
+        {
+            "first_prediction_s": first - launch,
+            "total_s": end - launch,
+            "images": count,
+            # the first image's prediction is part of start-up; the others are the steady loop
+            "seconds_per_image": (end - started) / max(1, count - 1),
+        }
+    )
+
+
+def child_forward(run_dir: Path, images: Path, matmul: int) -> None:
+    """Pure forward pass on preloaded images, then the matmul FLOP/s ceiling."""
+    quiet_tf()
+    import numpy as np
+    import tensorflow as tf
+
+    from flexplat.data.io import read_image
+    from flexplat.engine.infer import Predictor, _resize, load_model
+    from flexplat.engine.rundir import RunDir
+
+    run = RunDir(run_dir)
+    config = run.config()
+    height, width = config["model"]["image_size"]
+    batch = int(config["infer"]["batch_size"])
+    model = load_model(run)
+    predictor = Predictor(model, len(config["classes"]))
+    files = sorted(images.iterdir())
+    x = np.stack([_resize(read_image(p), height, width).astype(np.float32) for p in files])
+
+    def timed(size: int) -> float:
+        predictor(x[:size])  # warm-up (trace, graph optimisation)
+        started = time.perf_counter()
+        for first in range(0, len(x), size):
+            predictor(x[first : first + size])
+        return time.perf_counter() - started
+
+    forward = {str(batch): timed(batch)}
+    if batch != 1:
+        forward["1"] = timed(1)
+
+    def best(fn, repeats: int = 3) -> float:
+        fn()
+        return min(_time(fn) for _ in range(repeats))
+
+    a = tf.random.normal((matmul, matmul))
+    tf_s = best(lambda: tf.linalg.matmul(a, a).numpy())
+    an = np.random.default_rng(0).random((matmul, matmul), dtype=np.float32)
+    np_s = best(lambda: an @ an)
+    flop = 2.0 * matmul**3
+    emit(
+        {
+            "images": len(x),
+            "batch": batch,
+            "forward_s": forward,
+            "ceiling": {"tensorflow_flops": flop / tf_s, "numpy_flops": flop / np_s, "matmul": matmul},
+        }
+    )
+
+
+def _time(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def child_tiled(args: list[str]) -> None:
+    quiet_tf()
+    from flexplat.cli import cli
+
+    started = time.time()
+    cli.main(["infer", *args], standalone_mode=False)
+    output = Path(args[args.index("--output") + 1])
+    summary = json.loads((output / "summary.json").read_text())
+    emit({"wall_s": time.time() - started, "summary": summary})
+
+
+# -- parent ---------------------------------------------------------------------------------
+
+
+def run_child(role: str, *args: str, timeout: float = 3600) -> dict:
+    launch = time.time()
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", role, "--launch", repr(launch), *args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(
+            f"benchmark step '{role}' failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS") if k in os.environ}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "thread_env": threads,
+        "load_average": os.getloadavg(),
+    }
+
+
+def prepare(work: Path, setup: dict) -> dict:
+    marker = work / "prepared.json"
+    if marker.is_file():
+        data = json.loads(marker.read_text())
+        if data.get("setup") == setup:
+            return data["models"]
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)  # only our own cache folder (benchmarks/results/work-*)
+    work.mkdir(parents=True)
+    return run_child("prepare", str(work), json.dumps(setup))["models"]
+
+
+def fresh(path: Path) -> Path:
+    """An empty output folder inside the work folder (previous outputs of this script removed)."""
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny model and images (quick check)")
+    parser.add_argument("--images", type=int, help="number of images (default 20; smoke 4)")
+    parser.add_argument("--work", type=Path, help="cache folder for models and images (default benchmarks/results/)")
+    parser.add_argument("--out", type=Path, help="JSON result file (default benchmarks/results/inference-*.json)")
+    parser.add_argument("--skip-tiled", action="store_true", help="skip the tiled scaling group")
+    args = parser.parse_args(argv)
+
+    setup = dict(SMOKE if args.smoke else FULL)
+    if args.images:
+        setup["images"] = args.images
+    work = args.work or RESULTS / f"work-{setup['name']}"
+    from rich.console import Console
+
+    console = Console()
+    started = time.time()
+    console.print(f"[bold]Inference benchmark[/] ({setup['name']}); work folder {work}")
+    models = prepare(work, setup)
+    run_dir, images = work / "run", work / "images"
+
+    console.print("original-style loop ...")
+    original = run_child("original", str(run_dir), str(images), str(fresh(work / "out_original")))
+    console.print("flexplat infer ...")
+    flex_out = fresh(work / "out_flexplat")
+    flexplat = run_child("flexplat", "--images", str(images), "--run", str(run_dir), "--output", str(flex_out))
+    console.print("pure forward pass and FLOP/s ceiling ...")
+    forward = run_child("forward", str(run_dir), str(images), str(setup["matmul"]))
+
+    tiled = []
+    if not args.skip_tiled:
+        for side in setup["tiled_sizes"]:
+            console.print(f"tiled {side}x{side} ...")
+            out = fresh(work / f"out_tiled_{side}")
+            args_tiled = ["--images", str(work / f"tiled_{side}"), "--run", str(work / "tiled_run")]
+            result = run_child("tiled", *args_tiled, "--output", str(out))
+            timings = result["summary"]["timings"]
+            megapixels = side * side / 1e6
+            tiled.append(
+                {
+                    "side": side,
+                    "megapixels": megapixels,
+                    "seconds": timings["processing_seconds"],
+                    "seconds_per_megapixel": timings["processing_seconds"] / megapixels,
+                    "model_seconds_per_megapixel": timings["model_seconds"] / megapixels,
+                    "wall_s": result["wall_s"],
+                    "peak_rss_mb": result["peak_rss_mb"],
+                }
+            )
+
+    report = summarise(setup, models, original, flexplat, forward, tiled)
+    report["machine"] = machine()
+    report["benchmark_seconds"] = round(time.time() - started, 1)
+    render(report, console)
+    out = args.out or RESULTS / f"inference-{setup['name']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out)
+    console.print(f"JSON: {out}")
+    return report
+
+
+def summarise(setup: dict, models: dict, original: dict, flexplat: dict, forward: dict, tiled: list) -> dict:
+    summary = flexplat["summary"]
+    n = summary["counts"]["processed"]
+    timings = summary["timings"]
+    batch = str(forward["batch"])
+    forward_s = forward["forward_s"][batch]
+    flops = models["main"]["flops"]
+    ceiling = max(forward["ceiling"]["tensorflow_flops"], forward["ceiling"]["numpy_flops"])
+    flex_per_image = timings["processing_seconds"] / n
+    forward_per_image = forward_s / forward["images"]
+    result = {
+        "setup": setup,
+        "models": models,
+        "startup": {
+            "flexplat_s": flexplat["first_prediction_s"],
+            "original_s": original["first_prediction_s"],
+            "ratio": flexplat["first_prediction_s"] / original["first_prediction_s"],
+            "target": "<= 0.5",
+        },
+        "per_image": {
+            "flexplat_s": flex_per_image,
+            "flexplat_model_s": timings["model_seconds"] / n,
+            "original_s": original["seconds_per_image"],
+            "forward_s": forward_per_image,
+            "forward_batch1_s": forward["forward_s"].get("1", forward_s) / forward["images"],
+            "batch": forward["batch"],
+            "overhead_vs_forward": flex_per_image / forward_per_image - 1.0,
+            "speedup_vs_original": original["seconds_per_image"] / flex_per_image,
+            "target": "overhead <= 0.10, speedup >= 1",
+        },
+        "flops": {
+            "model_flops_per_image": flops,
+            "ceiling_flops": ceiling,
+            "ceiling_source": forward["ceiling"],
+            "forward_fraction": flops / forward_per_image / ceiling,
+            "flexplat_fraction": flops / flex_per_image / ceiling,
+            "original_fraction": flops / original["seconds_per_image"] / ceiling,
+            "target": ">= 0.6",
+        },
+        "memory": {"flexplat_peak_rss_mb": flexplat["peak_rss_mb"], "original_peak_rss_mb": original["peak_rss_mb"]},
+        "totals": {"flexplat_s": flexplat["total_s"], "original_s": original["total_s"], "images": n},
+        "tiled": tiled,
+    }
+    return result
+
+
+def render(report: dict, console) -> None:
+    from rich.table import Table
+
+    s, p, f = report["startup"], report["per_image"], report["flops"]
+    table = Table(title=f"Inference ({report['setup']['name']}: {report['totals']['images']} images)")
+    for column in ("measure", "flexplat", "original-style", "ratio", "target"):
+        table.add_column(column, justify="right" if column not in ("measure", "target") else "left")
+    table.add_row(
+        "start-up to 1st prediction",
+        f"{s['flexplat_s']:.1f} s",
+        f"{s['original_s']:.1f} s",
+        f"{s['ratio']:.2f}",
+        "<= 0.5",
+    )
+    table.add_row(
+        "seconds per image",
+        f"{p['flexplat_s']:.3f}",
+        f"{p['original_s']:.3f}",
+        f"{1 / p['speedup_vs_original']:.2f}",
+        "<= 1",
+    )
+    table.add_row(
+        f"pure forward (batch {p['batch']}) per image",
+        f"{p['forward_s']:.3f}",
+        "",
+        f"{1 + p['overhead_vs_forward']:.2f}",
+        "<= 1.10",
+    )
+    table.add_row("pure forward (batch 1) per image", f"{p['forward_batch1_s']:.3f}", "", "", "")
+    table.add_row(
+        "fraction of FLOP ceiling",
+        f"{f['flexplat_fraction']:.2f}",
+        f"{f['original_fraction']:.2f}",
+        f"forward {f['forward_fraction']:.2f}",
+        ">= 0.6",
+    )
+    table.add_row(
+        "peak RSS",
+        f"{report['memory']['flexplat_peak_rss_mb']:.0f} MB",
+        f"{report['memory']['original_peak_rss_mb']:.0f} MB",
+        "",
+        "",
+    )
+    console.print(table)
+    source = f["ceiling_source"]
+    console.print(
+        f"model {f['model_flops_per_image'] / 1e9:.1f} GFLOP per image; ceiling {f['ceiling_flops'] / 1e9:.1f} "
+        f"GFLOP/s (TF {source['tensorflow_flops'] / 1e9:.1f}, NumPy {source['numpy_flops'] / 1e9:.1f})"
+    )
+    if report["tiled"]:
+        t = Table(title=f"Tiled inference ({report['setup']['tiled_model']} {report['setup']['tiled_model_size']} px)")
+        for column in ("image", "seconds", "s / megapixel", "model s / MP", "peak RSS"):
+            t.add_column(column, justify="right")
+        for row in report["tiled"]:
+            t.add_row(
+                f"{row['side']}x{row['side']}",
+                f"{row['seconds']:.2f}",
+                f"{row['seconds_per_megapixel']:.2f}",
+                f"{row['model_seconds_per_megapixel']:.2f}",
+                f"{row['peak_rss_mb']:.0f} MB",
+            )
+        console.print(t)
+
+
+def child_main(argv: list[str]) -> None:
+    role, launch, rest = argv[1], float(argv[3]), argv[4:]
+    if role == "prepare":
+        child_prepare(Path(rest[0]), json.loads(rest[1]))
+    elif role == "flexplat":
+        child_flexplat(rest, launch)
+    elif role == "original":
+        child_original(Path(rest[0]), Path(rest[1]), Path(rest[2]), launch)
+    elif role == "forward":
+        child_forward(Path(rest[0]), Path(rest[1]), int(rest[2]))
+    elif role == "tiled":
+        child_tiled(rest)
+    else:
+        raise SystemExit(f"unknown child role {role}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_main(sys.argv[1:])
+    else:
+        main()
