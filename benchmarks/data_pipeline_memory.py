@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run (10 vs 40 pairs of 64x64)")
     parser.add_argument("--child", nargs=4, metavar=("ROOT", "COUNT", "SIZE", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--data", type=Path, help="keep the generated pairs in this folder (reused when complete)")
     args = parser.parse_args()
     if args.child:
         root, count, size, batch = args.child
@@ -104,11 +105,13 @@ def main() -> None:
     small, large, size, batch = (10, 40, 64, 2) if args.smoke else (200, 2000, 512, 2)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="flexplat-bench-") as tmp:
-        root = Path(tmp)
-        start = time.perf_counter()
-        with console.status(f"generating {large} random {size}x{size} pairs in {root} ..."):
-            generate(root, large, size, workers=os.cpu_count() or 1)
-        console.print(f"generated {large} pairs in {time.perf_counter() - start:.0f} s")
+        root = args.data or Path(tmp)
+        existing = len(list((root / "images").glob("*.png"))) if (root / "images").is_dir() else 0
+        if existing < large:
+            start = time.perf_counter()
+            with console.status(f"generating {large} random {size}x{size} pairs in {root} ..."):
+                generate(root, large, size, workers=os.cpu_count() or 1)
+            console.print(f"generated {large} pairs in {time.perf_counter() - start:.0f} s")
         runs = []
         for count in (small, large):
             with console.status(f"one epoch over {count} pairs (subprocess) ..."):

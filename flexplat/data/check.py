@@ -231,7 +231,7 @@ def quick_check(
     scans: Mapping[str, PairScan],
     *,
     codec: Codec | None = None,
-    max_decode: int = 2000,
+    max_decode: int = 1000,
     seed: int = 0,
     workers: int | None = None,
 ) -> QuickCheck:
@@ -239,7 +239,7 @@ def quick_check(
 
     Always: every split's files pair up and every paired file exists. Then image and mask of
     every pair are decoded and compared (size, corruption, mask content) - all pairs when
-    there are at most ``max_decode``, else a seeded sample of that many (about 10 s per 1000
+    there are at most ``max_decode``, else a seeded sample of that many (about 15 s per 1000
     512x512 pairs on 2 cores). Problems raise one DataError listing them, unless
     ``data.lenient`` is on: then the returned :class:`QuickCheck` names the pairs to skip
     (use ``.apply(scans)``); unmatched files are ignored and counted in ``problems``.

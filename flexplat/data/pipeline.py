@@ -6,7 +6,9 @@ dropped after use, so memory does not grow with the number of images (unless ``c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import ctypes
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -14,6 +16,23 @@ import numpy as np
 
 from flexplat.data.codec import Codec, Pair
 from flexplat.errors import DataError
+
+TRIM_EVERY = 64  # decoded pairs between two malloc_trim calls (glibc)
+
+
+def _malloc_trim() -> Callable[[], Any]:
+    """glibc's ``malloc_trim(0)``, or a no-op elsewhere.
+
+    Decoding runs on many tf.data worker threads; glibc keeps the freed multi-megabyte decode
+    buffers in per-thread arenas, so without trimming the process RSS creeps up over a long
+    epoch although nothing is retained (measured: +8 % at 2,000 vs 200 pairs; with trimming
+    every 64 pairs the two peaks are equal - see benchmarks/data_pipeline_memory.py).
+    """
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
 
 
 def load_pair_resized(pair: Pair, codec: Codec, image_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +89,12 @@ def make_dataset(
     height, width = int(image_size[0]), int(image_size[1])
     autotune = tf.data.AUTOTUNE
 
+    counter = itertools.count(1)
+    trim = _malloc_trim()
+
     def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if next(counter) % TRIM_EVERY == 0:
+            trim()
         return load_pair_resized(pairs[int(index)], codec, (height, width))
 
     def decode(index):
