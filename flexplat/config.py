@@ -142,11 +142,23 @@ def _check_layer(layer: Mapping, name: str) -> None:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+# options that belong to the item a name selects: a layer that names another item drops them
+_OWNED_OPTIONS = (("model", "name", "options"), ("data", "codec", "codec_options"))
+
+
 def layer(layers: Iterable[tuple[str, Mapping]]) -> dict:
-    """Merge named layers (lowest first) after checking each for unknown sections."""
+    """Merge named layers (lowest first) after checking each for unknown sections.
+
+    Options belong to the item they configure: when a layer switches ``model.name`` (or
+    ``data.codec``), the options lower layers gave the previous one are dropped, not merged.
+    """
     result: dict = {}
     for name, values in layers:
         _check_layer(values, name)
+        for section, key, options in _OWNED_OPTIONS:
+            new = values.get(section, {}).get(key)
+            if new is not None and new != result.get(section, {}).get(key):
+                result.get(section, {}).pop(options, None)
         result = merge(result, values)
     return result
 
@@ -163,7 +175,7 @@ def validate_config(raw: Mapping) -> dict:
     if len(size) != 2 or min(size) < 1:
         raise ConfigError(f"model.image_size: must be [height, width] of positive integers, got {size}")
 
-    model = registry.get("model", config["model"]["name"])
+    model = _lookup(registry, "model", config["model"]["name"], "model.name")
     config["model"]["options"] = validate(model.options, config["model"]["options"], "model.options")
     multiple = model.size_multiple(config["model"]["options"])
     for side, value in zip(("height", "width"), size, strict=True):
@@ -175,12 +187,12 @@ def validate_config(raw: Mapping) -> dict:
                 f"{lower} or {lower + multiple}"
             )
 
-    codec = registry.get("codec", config["data"]["codec"])
+    codec = _lookup(registry, "codec", config["data"]["codec"], "data.codec")
     config["data"]["codec_options"] = validate(codec.options, config["data"]["codec_options"], "data.codec_options")
 
     callbacks = {}
     for name, options in config["train"]["callbacks"].items():
-        spec = registry.get("callback", name)
+        spec = _lookup(registry, "callback", name, f"train.callbacks.{name}")
         if options is False or options is None:
             callbacks[name] = False
             continue
@@ -196,6 +208,16 @@ def validate_config(raw: Mapping) -> dict:
     schema = loss_options_schema(config["train"]["loss"])
     config["train"]["loss_options"] = validate(schema, config["train"]["loss_options"], "train.loss_options")
     return config
+
+
+def _lookup(registry: Any, kind: str, name: str, path: str) -> Any:
+    """A registry item named by the config; an unknown name is a ConfigError naming the key."""
+    from flexplat.errors import RegistryError
+
+    try:
+        return registry.get(kind, name)
+    except RegistryError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _validate_classes(classes: list) -> None:

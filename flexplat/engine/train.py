@@ -205,6 +205,12 @@ def train(
     except KeyboardInterrupt:
         run.update_info(status="interrupted")
         raise FlexplatError(f"interrupted; continue with `flexplat train --resume {run.path}`") from None
+    except Exception as exc:  # e.g. a file that went bad after the quick check, raised inside tf.data
+        if type(exc).__module__.startswith("tensorflow") and "DataError" in str(exc):
+            run.update_info(status="failed")
+            message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
+            raise DataError(f"{message} (fix the file, then `flexplat train --resume {run.path}`)") from None
+        raise
     seconds = time.time() - started
     epochs_done = state["epoch"] + len(history.epoch)
     if not run.model_path.is_file():
