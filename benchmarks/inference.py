@@ -63,6 +63,12 @@ SMOKE = {
 }
 
 
+# The original code measured on this 2-core machine (issue 8; for orientation only, not this run)
+REFERENCE_STARTUP_S = 22.0
+REFERENCE_PER_IMAGE_S = (2.2, 2.4)
+REFERENCE_RSS_MB = 2400.0
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -440,6 +446,13 @@ def summarise(setup: dict, models: dict, original: dict, flexplat: dict, forward
         "memory": {"flexplat_peak_rss_mb": flexplat["peak_rss_mb"], "original_peak_rss_mb": original["peak_rss_mb"]},
         "totals": {"flexplat_s": flexplat["total_s"], "original_s": original["total_s"], "images": n},
         "tiled": tiled,
+        # measured once on this machine with the original code itself (seed facts); NOT from this run
+        "reference_original": {
+            "startup_s": REFERENCE_STARTUP_S,
+            "per_image_s": REFERENCE_PER_IMAGE_S,
+            "peak_rss_mb": REFERENCE_RSS_MB,
+            "flexplat_startup_ratio": flexplat["first_prediction_s"] / REFERENCE_STARTUP_S,
+        },
     }
     return result
 
@@ -488,6 +501,13 @@ def render(report: dict, console) -> None:
         "",
     )
     console.print(table)
+    ref = report["reference_original"]
+    if report["setup"]["name"] == "full":
+        console.print(
+            f"[dim]Original code itself (measured earlier, not in this run): start-up ~{ref['startup_s']:.0f} s "
+            f"(flexplat/that = {ref['flexplat_startup_ratio']:.2f}), {ref['per_image_s'][0]}-{ref['per_image_s'][1]} "
+            f"s per image, peak RSS {ref['peak_rss_mb'] / 1024:.1f} GB[/]"
+        )
     source = f["ceiling_source"]
     console.print(
         f"model {f['model_flops_per_image'] / 1e9:.1f} GFLOP per image; ceiling {f['ceiling_flops'] / 1e9:.1f} "

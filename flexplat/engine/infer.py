@@ -205,6 +205,17 @@ def _extract_member(archive_path: Path, name: str, target: Path) -> None:
             remaining -= len(chunk)
 
 
+def _fast_temp_dir(size: int) -> str | None:
+    """A RAM-backed temp folder (/dev/shm) when it has room for ``size`` bytes twice, else the default."""
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * size:
+            return str(shm)
+    except OSError:
+        pass
+    return None
+
+
 def load_saved_model(path: Path) -> Any:
     """Load a ``.keras`` file for inference (uncompiled, ``safe_mode``), skipping random initialisation.
 
@@ -230,7 +241,7 @@ def _load_without_initializers(path: Path) -> Any:
         config = json.loads(archive.read("config.json"))
     config["compile_config"] = None
     model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
-    with tempfile.TemporaryDirectory(prefix="flexplat-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="flexplat-", dir=_fast_temp_dir(path.stat().st_size)) as tmp:
         weights = Path(tmp) / "model.weights.h5"
         _extract_member(path, "model.weights.h5", weights)
         model.load_weights(weights)
