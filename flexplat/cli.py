@@ -232,7 +232,10 @@ def data() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML (e.g. with classes).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key (repeatable).")
 @click.option("--lenient", is_flag=True, help="Count unusable pairs as skipped instead of errors.")
-def data_check(target: str | None, data_dir: str | None, config_file: str | None, sets, lenient: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON report instead of tables.")
+def data_check(
+    target: str | None, data_dir: str | None, config_file: str | None, sets, lenient: bool, as_json: bool
+) -> None:
     """Check every pair of a dataset: TARGET is a project name or a dataset folder.
 
     Reports pairs per split, unpaired files, size mismatches, corrupt files, converted
@@ -241,8 +244,11 @@ def data_check(target: str | None, data_dir: str | None, config_file: str | None
     from flexplat.data.check import check_dataset, check_target_config, render
 
     config, original_id = check_target_config(target, data_dir, config_file, sets, lenient)
-    report = check_dataset(config, original_id=original_id, console=console())
-    render(report, console())
+    report = check_dataset(config, original_id=original_id, console=None if as_json else console())
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        render(report, console())
     if not report.ok:
         raise click.exceptions.Exit(1)
 

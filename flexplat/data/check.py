@@ -79,6 +79,43 @@ class CheckReport:
     def total_pairs(self) -> int:
         return sum(s.pairs for s in self.splits.values())
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``flexplat data check --json``).
+
+        ``class_images[i]`` counts the usable images containing class ``i`` (``class_pixels[i]``
+        its pixels), per split and in ``totals`` over all splits; paths are strings.
+        """
+        splits = {
+            name: {
+                "source": s.source,
+                "pairs": s.pairs,
+                "usable": s.usable,
+                "images_without_mask": [str(p) for p in s.images_without_mask],
+                "masks_without_image": [str(p) for p in s.masks_without_image],
+                "class_pixels": list(s.class_pixels),
+                "class_images": list(s.class_images),
+                "snapped": dict(s.snapped),
+                "sizes": [{"height": h, "width": w, "count": n} for (h, w), n in sorted(s.sizes.items())],
+            }
+            for name, s in self.splits.items()
+        }
+        return {
+            "root": str(self.root),
+            "codec": self.codec,
+            "classes": [{"name": c.name, "color": list(c.color)} for c in self.classes],
+            "ok": self.ok,
+            "lenient": self.lenient,
+            "total_pairs": self.total_pairs,
+            "splits": splits,
+            "totals": {
+                key: [sum(v) for v in zip(*(s[key] for s in splits.values()), strict=True)]
+                for key in ("class_pixels", "class_images")
+            },
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "skipped": [str(p.image) for p in self.skipped],
+        }
+
 
 def check_pair(pair: Pair, codec: Codec) -> PairResult:
     """Decode image and mask of ``pair``, collecting every problem instead of stopping at one."""

@@ -149,6 +149,16 @@ class Codec(ABC):
         """The image of ``pair`` as ``uint8`` H x W x 3 RGB."""
         return io.read_image(pair.image)
 
+    def split_label(self, pair: Pair) -> str | None:
+        """The label that valid/test splits carved out of train are stratified by, e.g. the image's class.
+
+        Called once per training pair, after :meth:`scan`, when ``data.split`` carves splits; it
+        must be cheap and must not raise for a bad pair (the quick check reports bad pairs). None
+        (the default) means the codec knows no label: carved splits are then stratified by image
+        folder in a glob layout (``train/*/images``), or not at all.
+        """
+        return None
+
     @abstractmethod
     def read_mask(self, pair: Pair) -> MaskRead:
         """The mask of ``pair`` as class indices; DataError naming the file on bad content."""

@@ -70,6 +70,19 @@ def folder_label(pattern: str, root: Path) -> Callable[[Pair], str] | None:
     return label
 
 
+def _default_label(codec: Codec, pattern: str, root: Path) -> Callable[[Pair], str]:
+    """Stratify by the codec's own label of a pair when it has one, else by folder (glob layouts)."""
+    folder = folder_label(pattern, root)
+
+    def label(pair: Pair) -> str:
+        own = codec.split_label(pair)
+        if own is not None:
+            return str(own)
+        return folder(pair) if folder is not None else ""
+
+    return label
+
+
 def resolve_split_scans(
     config: Mapping[str, Any],
     codec: Codec,
@@ -81,7 +94,8 @@ def resolve_split_scans(
     Split folders come from ``data.<split>.images/masks`` (relative to ``data.root``). A
     split without a folder is carved out of train by ORIGINAL image (``original_id(stem)``,
     default: the stem itself) with the ``data.split`` fractions and seed, stratified by
-    ``label_of(pair)`` (default: the image folder in a glob layout, else no stratification).
+    ``label_of(pair)`` (default: the codec's :meth:`~flexplat.data.codec.Codec.split_label`, else the
+    image folder in a glob layout, else no stratification).
     Files without a partner are reported in the scan of the split whose folder holds them.
     """
     data = config["data"]
@@ -108,7 +122,7 @@ def resolve_split_scans(
     if carve:
         train = scans["train"]
         ids = (lambda p: str(original_id(p.stem))) if original_id else (lambda p: p.stem)
-        label = label_of or folder_label(data["train"]["images"], root)
+        label = label_of or _default_label(codec, data["train"]["images"], root)
         parts = split_by_original(train.pairs, ids, carve, int(data["split"]["seed"]), label)
         scans["train"] = PairScan(parts["train"], train.images_without_mask, train.masks_without_image)
         for split in carve:
