@@ -74,7 +74,9 @@ SPECS = [
         factory=_factory("epoch_change_infer"),
         options={
             "num_images": Option(6, "how many images", min=1),
-            "images": Option(None, "folder of images (with masks beside in ../masks); default: valid split", type=str),
+            "images": Option(
+                None, "folder of images (masks in its sibling masks/); default: spread over the valid split", type=str
+            ),
         },
     ),
     CallbackSpec(

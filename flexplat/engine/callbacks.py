@@ -271,8 +271,10 @@ def epoch_change_infer(context: RunContext, options: Mapping[str, Any]) -> Epoch
                 f"train.callbacks.epoch_change_infer.images: no image/mask pairs in {images} "
                 f"(masks are expected in {images.parent / 'masks'})"
             )
-    else:
-        pairs = (context.splits.get("valid") or context.splits["train"])[:count]
+    else:  # evenly spread over the (name-sorted) valid split, so several classes show up
+        pool = context.splits.get("valid") or context.splits["train"]
+        step = max(1, len(pool) // count)
+        pairs = pool[::step][:count]
     return EpochChangeInference(context, pairs, context.run.epoch_infer_dir)
 
 

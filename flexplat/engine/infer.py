@@ -149,6 +149,8 @@ def _targets(stem: str, output: Path, overlay_on: bool, index_masks: bool) -> di
 
 
 def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise FlexplatError(f"{output}: --output must be a folder, but this is a file")
     inputs = {p.resolve() for p in files}
     for target in targets:
         if target.resolve() in inputs:
