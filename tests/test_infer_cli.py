@@ -330,3 +330,12 @@ def test_fast_model_loading_restores_every_weight(tmp_path):
         np.testing.assert_array_equal(a, b)
     x = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(fast(x, training=False), reference(x, training=False), rtol=1e-6)
+
+
+def test_output_that_is_a_file_is_refused(colour_run, mixed_images, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me\n")
+    result = invoke("--images", str(mixed_images), "--run", str(colour_run.path), "--output", str(target))
+    assert result.exit_code != 0
+    assert "must be a folder" in " ".join(result.output.split())
+    assert target.read_text() == "keep me\n"
