@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -254,6 +255,8 @@ def data_check(
 
 
 def main() -> None:
+    # TensorFlow's C++ start-up notices (CPU features, oneDNN) are noise for CLI users; keep warnings.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         cli()
     except FlexplatError as exc:  # e.g. strict mode: a plugin failed while commands were loaded

@@ -113,11 +113,11 @@ def train(
     demo: bool = False,
     console: Console | None = None,
 ) -> RunDir:
-    """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder."""
-    import keras
+    """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder.
 
-    from flexplat.data.pipeline import make_dataset
-
+    The data is checked before a run folder is made or TensorFlow is imported, so a bad dataset
+    fails fast and leaves nothing behind.
+    """
     console = console or Console()
     if resume is not None:
         run = RunDir.open(resume)
@@ -127,24 +127,29 @@ def train(
         state = ResumeState(run).load()
         if state["epoch"] == 0:
             console.print(f"{run.path}: no completed epoch to resume from; starting at epoch 1")
-    else:
-        if config is None:
-            raise FlexplatError("train() needs a config or a run folder to resume")
-        if demo:
-            ensure_demo_data(config, console)
-        run = RunDir.create(out, config.get("project"))
-        run.write_config(config)
-        state = {"epoch": 0, "callbacks": {}}
+    elif config is None:
+        raise FlexplatError("train() needs a config or a run folder to resume")
+    elif demo:
+        ensure_demo_data(config, console)
 
-    seed = config["train"]["seed"]
-    keras.utils.set_random_seed(seed)
-    classes = classes_from_config(config["classes"])
     codec, splits = load_splits(config, console)
     if not splits["valid"]:
         raise DataError(
             f"{config['data']['root']}: no validation pairs; add a valid folder (data.valid) "
             "or set data.split.valid > 0"
         )
+    if resume is None:
+        run = RunDir.create(out, config.get("project"))
+        run.write_config(config)
+        state = {"epoch": 0, "callbacks": {}}
+
+    import keras
+
+    from flexplat.data.pipeline import make_dataset
+
+    seed = config["train"]["seed"]
+    keras.utils.set_random_seed(seed)
+    classes = classes_from_config(config["classes"])
     train_cfg = config["train"]
     size = tuple(config["model"]["image_size"])
     common = {"image_size": size, "num_classes": len(classes), "batch_size": train_cfg["batch_size"], "seed": seed}
