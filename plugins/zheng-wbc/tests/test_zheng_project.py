@@ -81,9 +81,8 @@ def test_configs_validate(tmp_path):
 
 def test_registers_through_its_entry_point():
     env = {k: v for k, v in os.environ.items() if k != "FLEXPLAT_DISABLE_PLUGIN_AUTOLOAD"}
-    code = "from flexplat.cli import main; main()"
     result = subprocess.run(
-        [sys.executable, "-c", code, "list", "--json"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "flexplat", "list", "--json"], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)

@@ -13,8 +13,7 @@ EXPECTED_TYPES = {"neutrophil": 176, "lymphocyte": 53, "monocyte": 48, "eosinoph
 
 def _check(project: str, root) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "FLEXPLAT_DISABLE_PLUGIN_AUTOLOAD"}
-    code = "from flexplat.cli import main; main()"
-    args = [sys.executable, "-c", code, "data", "check", project, "--data", str(root), "--json"]
+    args = [sys.executable, "-m", "flexplat", "data", "check", project, "--data", str(root), "--json"]
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return json.loads(result.stdout)
