@@ -337,5 +337,10 @@ def test_output_that_is_a_file_is_refused(colour_run, mixed_images, tmp_path):
     target.write_text("keep me\n")
     result = invoke("--images", str(mixed_images), "--run", str(colour_run.path), "--output", str(target))
     assert result.exit_code != 0
-    assert "must be a folder" in " ".join(result.output.split())
+    assert "is a file" in " ".join(result.output.split())  # click's own check of the option
+    from flexplat.engine.infer import run_inference
+    from flexplat.errors import FlexplatError
+
+    with pytest.raises(FlexplatError, match="must be a folder"):
+        run_inference(colour_run, mixed_images, target, progress=False)
     assert target.read_text() == "keep me\n"
