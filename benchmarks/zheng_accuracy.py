@@ -269,7 +269,7 @@ def render(report: dict[str, Any]) -> None:
         "cell_dice": "whole-cell Dice",
         "cell_iou": "whole-cell IoU",
         **{f"dice_{t}": f"Dice {t}" for t in TYPES},
-        "dice_mean": "mean Dice (types present)",
+        "dice_mean": "mean Dice (foreground types)",
         "type_accuracy": "cell-type accuracy",
         "seed_dice": "seed_dice (original metric)",
         "epochs": "epochs trained",

@@ -37,8 +37,12 @@ def test_parts_project_differs_only_in_classes_and_task():
     ]
     assert PARTS_PROJECT.config["data"]["codec_options"] == {"labels": "class_labels.csv", "task": "parts"}
     assert PROJECT.config["data"]["codec_options"]["task"] == "type"
-    same = {k: v for k, v in PARTS_PROJECT.config.items() if k not in ("classes", "data")}
-    assert same == {k: v for k, v in PROJECT.config.items() if k not in ("classes", "data")}
+    assert PROJECT.config["train"]["loss_options"]["class_weights"] == [1.0, 1.0, 2.8, 1.8, 1.9, 1.0]
+    assert PARTS_PROJECT.config["train"]["loss_options"] == {"class_weights": None}
+    same = {k: v for k, v in PARTS_PROJECT.config.items() if k not in ("classes", "data", "train")}
+    assert same == {k: v for k, v in PROJECT.config.items() if k not in ("classes", "data", "train")}
+    train = {k: v for k, v in PARTS_PROJECT.config["train"].items() if k != "loss_options"}
+    assert train == {k: v for k, v in PROJECT.config["train"].items() if k != "loss_options"}
 
 
 def test_default_config_carves_splits_by_image_and_names_no_data():
