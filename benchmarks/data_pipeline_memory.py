@@ -15,17 +15,16 @@ Writes benchmarks/results/data_pipeline_memory.json (git-ignored).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline_memory.json"
+from _common import RESULTS as RESULTS_DIR
+from _common import emit, machine, run_child, write_json
+
+RESULTS = RESULTS_DIR / "data_pipeline_memory.json"
 TARGET_RATIO = 1.10
 
 
@@ -43,6 +42,7 @@ def _write_chunk(args: tuple[str, int, int, int]) -> None:
 
 
 def generate(root: Path, count: int, size: int, workers: int) -> None:
+    """Write ``count`` random pairs (``root/images|masks/pair_NNNNN.png``, 6 classes) in parallel."""
     step = max(1, count // (workers * 8))
     chunks = [(str(root), s, min(count, s + step), size) for s in range(0, count, step)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -50,7 +50,7 @@ def generate(root: Path, count: int, size: int, workers: int) -> None:
 
 
 def child(root: str, count: int, size: int, batch_size: int) -> None:
-    """Run one epoch over the first ``count`` pairs and print measurements as JSON."""
+    """Run one epoch over the first ``count`` pairs and emit the measurements."""
     import resource
 
     import tensorflow as tf
@@ -75,16 +75,11 @@ def child(root: str, count: int, size: int, batch_size: int) -> None:
         seen += int(images.shape[0])
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"pairs": count, "seen": seen, "peak_kib": peak, "baseline_kib": baseline, "seconds": seconds}))
+    emit({"pairs": count, "seen": seen, "peak_kib": peak, "baseline_kib": baseline, "seconds": seconds})
 
 
 def measure(root: Path, count: int, size: int, batch_size: int) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, __file__, "--child", str(root), str(count), str(size), str(batch_size)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise SystemExit(f"child for {count} pairs failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(__file__, [str(root), str(count), str(size), str(batch_size)], env={"TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def main() -> None:
@@ -142,12 +137,9 @@ def main() -> None:
         "ratio": ratio,
         "target_ratio": TARGET_RATIO,
         "passed": ratio < TARGET_RATIO,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    write_json(args.out, result)
     console.print(f"wrote {args.out}")
 
 
