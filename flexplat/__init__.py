@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from flexplat.config import load_yaml
+from flexplat.config import merge as merge_configs
 from flexplat.errors import ConfigError, DataError, FlexplatError, RegistryError
 from flexplat.hookspecs import hookimpl
 from flexplat.options import Option
@@ -37,6 +38,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_yaml",
+    "merge_configs",
     "Option",
     "validate_options",
     "ModelSpec",

@@ -15,14 +15,13 @@ Files are read with ``np.fromfile`` + ``cv2.imdecode`` so non-ASCII paths work e
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flexplat.atomic import atomic_write_bytes
 from flexplat.errors import DataError
 
 # A corrupt file is reported once as a DataError; OpenCV's own warnings would only add noise.
@@ -143,15 +142,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise DataError(f"{path}: PNG encoding failed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def colorize(index_mask: np.ndarray, colors: Sequence[Sequence[int]]) -> np.ndarray:

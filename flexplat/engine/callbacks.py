@@ -16,9 +16,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from flexplat.atomic import atomic_write_text
+from flexplat.data.io import colorize, write_png
 from flexplat.engine.context import RunContext
-from flexplat.engine.figures import encode_png, line_plot, side_by_side
-from flexplat.engine.rundir import atomic_write_bytes, atomic_write_text
+from flexplat.engine.figures import line_plot, side_by_side
 
 _MAX_WORDS = ("dice", "iou", "acc", "auc", "precision", "recall")
 
@@ -133,7 +134,7 @@ class CsvAndPlots(keras.callbacks.Callback):
             if f"val_{name}" in columns:
                 series[f"val_{name}"] = [r.get(f"val_{name}") for r in self.rows]
             picture = line_plot(series, epochs, title=name)
-            atomic_write_bytes(Path(self.plots_dir) / f"{name}.png", encode_png(picture))
+            write_png(Path(self.plots_dir) / f"{name}.png", picture)
 
 
 class EpochChangeInference(keras.callbacks.Callback):
@@ -149,8 +150,6 @@ class EpochChangeInference(keras.callbacks.Callback):
         self.masks = [mask for _, mask in loaded]
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        from flexplat.data.io import colorize
-
         probs = self.model.predict(self.images, verbose=0, batch_size=len(self.images))
         predicted = probs.argmax(axis=-1)
         rows = []
@@ -161,7 +160,7 @@ class EpochChangeInference(keras.callbacks.Callback):
         sheet = np.concatenate(
             [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
         )
-        atomic_write_bytes(self.out_dir / f"epoch_{epoch + 1:03d}.png", encode_png(sheet))
+        write_png(self.out_dir / f"epoch_{epoch + 1:03d}.png", sheet)
 
 
 class RichProgress(keras.callbacks.Callback):

@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from flexplat.engine.rundir import RunDir, atomic_write_bytes
+from flexplat.engine.rundir import RunDir
 from flexplat.errors import DataError
 from flexplat.specs import classes_from_config
 
@@ -111,9 +111,10 @@ def evaluate_run(
     """
     import keras
 
+    from flexplat.data.io import write_png
     from flexplat.data.pipeline import load_pair_resized
     from flexplat.engine.data import load_splits
-    from flexplat.engine.figures import confusion_image, encode_png
+    from flexplat.engine.figures import confusion_image
     from flexplat.plugins import get_registry
 
     console = console or Console()
@@ -149,7 +150,7 @@ def evaluate_run(
     picture = confusion_image(
         np.array(confusion["matrix"]), confusion["rows"], confusion["columns"], f"cell types ({split})"
     )
-    atomic_write_bytes(run.path / f"confusion_matrix_{split}.png", encode_png(picture))
+    write_png(run.path / f"confusion_matrix_{split}.png", picture)
     return figures
 
 

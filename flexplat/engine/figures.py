@@ -121,11 +121,3 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], caption: s
         img[head : head + height, x : x + panel.shape[1]] = panel
         x += panel.shape[1] + gap
     return img
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB image."""
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buffer.tobytes()

@@ -53,10 +53,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
-from flexplat.engine.rundir import RUNS_ROOT, RunDir, atomic_write_text, latest_completed
+from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.tiling import predict_tiled
 from flexplat.errors import DataError, FlexplatError
 from flexplat.specs import ClassInfo

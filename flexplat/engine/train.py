@@ -11,9 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
+from flexplat.atomic import atomic_write_text
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
-from flexplat.engine.rundir import RunDir, atomic_write_text
+from flexplat.engine.rundir import RunDir
 from flexplat.errors import DataError, FlexplatError
 from flexplat.plugins import get_registry, get_system
 from flexplat.specs import classes_from_config

@@ -5,10 +5,7 @@ Imported when plugins register (``flexplat list``): keep it light, no NumPy/Open
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import flexplat
 
@@ -25,19 +22,8 @@ zxaoyou/segmentation_WBC (300 BMP images, grey masks, class_labels.csv), then:
   flexplat train zheng-wbc-parts --data "path/to/Dataset 1"   (cytoplasm/nucleus)"""
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
-    """``override`` deep-merged into a copy of ``base`` (mappings merge, lists and values replace)."""
-    result = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
 CONFIG = flexplat.load_yaml(_HERE / "zheng-wbc.yaml")
-PARTS_CONFIG = _merge(CONFIG, flexplat.load_yaml(_HERE / "zheng-wbc-parts.yaml"))
+PARTS_CONFIG = flexplat.merge_configs(CONFIG, flexplat.load_yaml(_HERE / "zheng-wbc-parts.yaml"))
 
 PROJECT = flexplat.ProjectSpec(
     name="zheng-wbc",
