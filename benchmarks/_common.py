@@ -41,6 +41,13 @@ def run_child(
     TensorFlow's C++ logging is quietened unless the user set ``TF_CPP_MIN_LOG_LEVEL``; the
     user's other variables (thread settings included) pass through unchanged.
     """
+    return run_child_all(script, args, env=env, timeout=timeout)[-1]
+
+
+def run_child_all(
+    script: str | Path, args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> list[dict]:
+    """As :func:`run_child`, for a child that emits several results: all of them, in order."""
     command = [sys.executable, str(script), "--child", *args]
     full_env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, **(env or {})}
     proc = subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout)
@@ -50,7 +57,7 @@ def run_child(
             f"benchmark child {' '.join(args[:1])} failed (exit {proc.returncode}):\n"
             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
-    return json.loads(lines[-1][len(_PREFIX) :])
+    return [json.loads(line[len(_PREFIX) :]) for line in lines]
 
 
 def _version(*names: str) -> str | None:
