@@ -75,6 +75,7 @@ def test_configs_validate(tmp_path):
     assert config["data"]["root"] == str(tmp_path) and config["project"] == "zheng-wbc"
     assert config["model"]["name"] == "flexunet-small" and config["model"]["image_size"] == [128, 128]
     assert config["model"]["options"]["num_layers"] == 6  # the preset's defaults were filled in
+    assert config["model"]["options"]["normalization"] == "group"
     assert config["train"]["loss"] == "ce_dice" and config["train"]["augment"]["rot90"] is True
     assert config["train"]["callbacks"]["tensorboard"] is False
     assert set(config["train"]["callbacks"]) >= {"checkpoint", "early_stopping", "reduce_lr", "csv_plots", "progress"}
