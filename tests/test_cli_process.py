@@ -106,5 +106,3 @@ def test_unknown_item_is_a_clear_error():
     assert result.returncode == 1
     assert "Did you mean: flexunet" in result.stderr
     assert "Traceback" not in result.stderr
-
-

@@ -15,8 +15,13 @@ HOOKS = [name for name, fn in vars(hookspecs).items() if name.startswith("regist
 
 
 def test_hooks_found():
-    assert set(HOOKS) == {"register_models", "register_codecs", "register_callbacks", "register_projects",
-                          "register_commands"}
+    assert set(HOOKS) == {
+        "register_models",
+        "register_codecs",
+        "register_callbacks",
+        "register_projects",
+        "register_commands",
+    }
 
 
 @pytest.mark.parametrize("hook", HOOKS)
