@@ -10,8 +10,8 @@ install:
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r requirements-dev.txt
 
-# pytest exits 5 when it collects no tests: report that instead of failing.
-test:
+# Lint, then the whole suite. pytest exits 5 when it collects no tests: report that instead of failing.
+test: lint
 	@$(BIN)/python -m pytest -n 2; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
 
