@@ -73,7 +73,7 @@ def test_configs_validate(tmp_path):
         config = resolve("zheng-wbc", sets=[f"data.root={tmp_path}"])
         parts = resolve("zheng-wbc-parts", sets=[f"data.root={tmp_path}", "model.image_size=[64,64]"])
     assert config["data"]["root"] == str(tmp_path) and config["project"] == "zheng-wbc"
-    assert config["model"]["name"] == "flexunet-small" and config["model"]["image_size"] == [128, 128]
+    assert config["model"]["name"] == "flexunet-small" and config["model"]["image_size"] == [96, 96]
     assert config["model"]["options"]["num_layers"] == 6  # the preset's defaults were filled in
     assert config["model"]["options"]["normalization"] == "group"
     assert config["train"]["loss"] == "ce_dice" and config["train"]["augment"]["rot90"] is True
