@@ -292,7 +292,6 @@ def run_child(role: str, *args: str, timeout: float = 3600) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-
 def prepare(work: Path, setup: dict) -> dict:
     marker = work / "prepared.json"
     if marker.is_file():
