@@ -307,31 +307,6 @@ def test_2048_image_with_256_model_tiles_without_seams_in_bounded_memory(tmp_pat
     assert row["tiled"] is True and row["fraction_redcell"] == 1.0
 
 
-def test_fast_model_loading_restores_every_weight(tmp_path):
-    from flexplat.engine.infer import _load_without_initializers, _zero_initializers
-
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer="he_normal")(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    outputs = keras.layers.Conv2D(3, 1, activation="softmax", bias_initializer="ones")(x)
-    model = keras.Model(inputs, outputs)
-    rng = np.random.default_rng(3)
-    model.set_weights([rng.normal(size=w.shape).astype("float32") + 1.5 for w in model.get_weights()])
-    path = tmp_path / "m.keras"
-    model.save(path)
-    config = {"a_initializer": {"class_name": "HeNormal"}, "layers": [{"bias_initializer": {"class_name": "Ones"}}]}
-    assert _zero_initializers(config)["layers"][0]["bias_initializer"]["class_name"] == "Zeros"
-    assert _zero_initializers(config)["a_initializer"]["class_name"] == "Zeros"
-
-    fast = _load_without_initializers(path)  # the fast path itself, no fallback
-    reference = keras.models.load_model(path, compile=False, safe_mode=True)
-    assert [w.path for w in fast.weights] == [w.path for w in reference.weights]
-    for a, b in zip(fast.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    x = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(fast(x, training=False), reference(x, training=False), rtol=1e-6)
-
-
 def test_output_that_is_a_file_is_refused(colour_run, mixed_images, tmp_path):
     target = tmp_path / "taken"
     target.write_text("keep me\n")

@@ -109,13 +109,11 @@ def evaluate_run(
 
     Returns None (after saying so) when the split is empty and ``required`` is False.
     """
-    import keras
-
     from flexplat.data.io import write_png
     from flexplat.data.pipeline import load_pair_resized
     from flexplat.engine.data import load_splits
     from flexplat.engine.figures import confusion_image
-    from flexplat.plugins import get_registry
+    from flexplat.engine.infer import load_model
 
     console = console or Console()
     config = run.config()
@@ -130,8 +128,7 @@ def evaluate_run(
             raise DataError(f"{config['data']['root']}: the {split} split has no image/mask pairs")
         console.print(f"No {split} split to evaluate.")
         return None
-    get_registry()  # import plugins so their Keras objects are registered before loading
-    model = keras.models.load_model(run.model_path, compile=False, safe_mode=True)
+    model = load_model(run)
     size = tuple(config["model"]["image_size"])
     classes = classes_from_config(config["classes"])
     names = [c.name for c in classes]

@@ -35,11 +35,8 @@ import io
 import json
 import os
 import queue
-import shutil
-import tempfile
 import threading
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +52,7 @@ from rich.table import Table
 
 from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
+from flexplat.engine.model_file import load_saved_model
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
@@ -166,89 +164,6 @@ def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path,
 
 
 # -- the model ------------------------------------------------------------------------------
-
-
-_ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
-
-
-def _zero_initializers(config: Any) -> Any:
-    """A copy of a Keras config with every ``*_initializer`` replaced by Zeros."""
-    if isinstance(config, dict):
-        return {
-            key: dict(_ZEROS) if key.endswith("_initializer") and isinstance(value, dict) else _zero_initializers(value)
-            for key, value in config.items()
-        }
-    if isinstance(config, list):
-        return [_zero_initializers(value) for value in config]
-    return config
-
-
-def _extract_member(archive_path: Path, name: str, target: Path) -> None:
-    """Copy one member of a zip archive to ``target`` (a stored member is copied by byte range)."""
-    with zipfile.ZipFile(archive_path) as archive:
-        info = archive.getinfo(name)
-        if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 16 << 20)
-            return
-    with open(archive_path, "rb") as src, open(target, "wb") as dst:
-        src.seek(info.header_offset)
-        header = src.read(30)
-        if header[:4] != b"PK\x03\x04":
-            raise ValueError(f"{archive_path}: bad zip local header for {name}")
-        src.seek(
-            info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
-        )
-        remaining = info.file_size
-        while remaining:
-            chunk = src.read(min(remaining, 16 << 20))
-            if not chunk:
-                raise ValueError(f"{archive_path}: truncated member {name}")
-            dst.write(chunk)
-            remaining -= len(chunk)
-
-
-def _fast_temp_dir(size: int) -> str | None:
-    """A RAM-backed temp folder (/dev/shm) when it has room for ``size`` bytes twice, else the default."""
-    shm = Path("/dev/shm")
-    try:
-        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * size:
-            return str(shm)
-    except OSError:
-        pass
-    return None
-
-
-def load_saved_model(path: Path) -> Any:
-    """Load a ``.keras`` file for inference (uncompiled, ``safe_mode``), skipping random initialisation.
-
-    ``keras.models.load_model`` first builds every layer with its initializers (for the 125M-parameter
-    leukocyte FlexUNet: 125M random draws, longer than reading the weights) and then overwrites every
-    variable with the saved values. Here the architecture is rebuilt from the archive's config.json
-    with all initializers set to Zeros, and ``load_weights`` fills every variable from the archive's
-    weights file (copied to a temporary file, as reading it inside the zip is slow); it fails if any
-    layer's variables do not match. Falls back to ``keras.models.load_model`` if that path fails.
-    """
-    import keras
-
-    try:
-        return _load_without_initializers(path)
-    except Exception:  # the standard loader below reports real problems
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-
-
-def _load_without_initializers(path: Path) -> Any:
-    import keras
-
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-    config["compile_config"] = None
-    model = keras.saving.deserialize_keras_object(_zero_initializers(config), safe_mode=True)
-    with tempfile.TemporaryDirectory(prefix="flexplat-", dir=_fast_temp_dir(path.stat().st_size)) as tmp:
-        weights = Path(tmp) / "model.weights.h5"
-        _extract_member(path, "model.weights.h5", weights)
-        model.load_weights(weights)
-    return model
 
 
 def load_model(run: RunDir) -> Any:
