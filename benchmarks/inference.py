@@ -31,6 +31,7 @@ import resource
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from _common import machine
@@ -47,6 +48,7 @@ FULL = {
     "tiled_model": "flexunet-small",
     "tiled_model_size": 256,
     "tiled_sizes": [1024, 2048, 4096],
+    "counts": [25, 50, 100],  # images at the tiled model's own size: time must grow linearly
     "matmul": 4096,
 }
 SMOKE = {
@@ -60,6 +62,7 @@ SMOKE = {
     "tiled_model_options": {"base_filters": 4, "num_layers": 3},
     "tiled_model_size": 64,
     "tiled_sizes": [128, 256],
+    "counts": [2, 4, 6],
     "matmul": 512,
 }
 
@@ -84,6 +87,21 @@ def quiet_tf() -> None:
 
 
 # -- children -------------------------------------------------------------------------------
+
+
+def cell_image(rng, height: int, width: int):
+    """A smear-like picture: pink background, a few dark round 'cells', mild noise."""
+    import cv2
+    import numpy as np
+
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = (225, 190, 205)
+    for _ in range(max(1, height * width // 60000)):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        radius = int(rng.integers(max(4, min(height, width) // 20), max(5, min(height, width) // 8)))
+        cv2.circle(image, centre, radius, (120, 60, 150), -1)
+    noise = rng.normal(0, 6, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
 def child_prepare(work: Path, setup: dict) -> None:
@@ -115,29 +133,19 @@ def child_prepare(work: Path, setup: dict) -> None:
         described = spec.describe((size, size), config["model"]["channels"], classes, **config["model"]["options"])
         return {"parameters": int(described["parameters"]), "flops": float(described["flops"])}
 
-    def cell_image(height: int, width: int) -> np.ndarray:
-        """A smear-like picture: pink background, a few dark round 'cells', mild noise."""
-        import cv2
-
-        image = np.empty((height, width, 3), np.uint8)
-        image[:] = (225, 190, 205)
-        for _ in range(max(1, height * width // 60000)):
-            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-            radius = int(rng.integers(max(4, min(height, width) // 20), max(5, min(height, width) // 8)))
-            cv2.circle(image, centre, radius, (120, 60, 150), -1)
-        noise = rng.normal(0, 6, image.shape)
-        return np.clip(image + noise, 0, 255).astype(np.uint8)
-
     info = {}
     info["main"] = make_run(work / "run", setup["model"], setup["size"], setup.get("model_options", {}))
     images = work / "images"
     for i in range(setup["images"]):
-        write_png(images / f"img_{i:03d}.png", cell_image(setup["size"], setup["size"]))
+        write_png(images / f"img_{i:03d}.png", cell_image(rng, setup["size"], setup["size"]))
     info["tiled"] = make_run(
         work / "tiled_run", setup["tiled_model"], setup["tiled_model_size"], setup.get("tiled_model_options", {})
     )
     for side in setup["tiled_sizes"]:
-        write_png(work / f"tiled_{side}" / f"big_{side}.png", cell_image(side, side))
+        write_png(work / f"tiled_{side}" / f"big_{side}.png", cell_image(rng, side, side))
+    side = setup["tiled_model_size"]
+    for i in range(max(setup["counts"])):
+        write_png(work / "count_images" / f"c_{i:03d}.png", cell_image(rng, side, side))
     (work / "prepared.json").write_text(json.dumps({"setup": setup, "models": info}, indent=2))
     emit({"models": info})
 
@@ -321,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images", type=int, help="number of images (default 20; smoke 4)")
     parser.add_argument("--work", type=Path, help="cache folder for models and images (default benchmarks/results/)")
     parser.add_argument("--out", type=Path, help="JSON result file (default benchmarks/results/inference-*.json)")
-    parser.add_argument("--skip-tiled", action="store_true", help="skip the tiled scaling group")
+    parser.add_argument("--skip-tiled", action="store_true", help="skip the scaling groups (tiled sizes, image counts)")
     parser.add_argument(
         "--rounds", type=int, default=2, help="repeat the main group; the best (least disturbed) figure counts"
     )
@@ -372,7 +380,29 @@ def main(argv: list[str] | None = None) -> dict:
                 }
             )
 
-    report = summarise(setup, models, original, flexplat, forward, tiled)
+    counts = []
+    if not args.skip_tiled:
+        pool = sorted((work / "count_images").iterdir())
+        for n in setup["counts"]:
+            console.print(f"count scaling: {n} images ...")
+            folder = fresh(work / f"count_{n}")
+            folder.mkdir()
+            for path in pool[:n]:
+                (folder / path.name).symlink_to(path)
+            out = fresh(work / f"out_count_{n}")
+            result = run_child("tiled", "--images", str(folder), "--run", str(work / "tiled_run"), "--output", str(out))
+            timings = result["summary"]["timings"]
+            counts.append(
+                {
+                    "images": n,
+                    "seconds": timings["processing_seconds"],
+                    "seconds_per_image": timings["processing_seconds"] / n,
+                    "model_seconds_per_image": timings["model_seconds"] / n,
+                    "peak_rss_mb": result["peak_rss_mb"],
+                }
+            )
+
+    report = summarise(setup, models, original, flexplat, forward, tiled, counts)
     report["rounds"] = rounds
     report["machine"] = machine()
     report["benchmark_seconds"] = round(time.time() - started, 1)
@@ -418,7 +448,9 @@ def best_of(rounds: list[dict]) -> tuple[dict, dict, dict]:
     return original, flexplat, forward
 
 
-def summarise(setup: dict, models: dict, original: dict, flexplat: dict, forward: dict, tiled: list) -> dict:
+def summarise(
+    setup: dict, models: dict, original: dict, flexplat: dict, forward: dict, tiled: list, counts: list
+) -> dict:
     summary = flexplat["summary"]
     n = summary["counts"]["processed"]
     timings = summary["timings"]
@@ -461,6 +493,17 @@ def summarise(setup: dict, models: dict, original: dict, flexplat: dict, forward
         "memory": {"flexplat_peak_rss_mb": flexplat["peak_rss_mb"], "original_peak_rss_mb": original["peak_rss_mb"]},
         "totals": {"flexplat_s": flexplat["total_s"], "original_s": original["total_s"], "images": n},
         "tiled": tiled,
+        # seconds per megapixel between consecutive sizes (the one-off first-call cost cancels out)
+        "tiled_marginal_s_per_mp": [
+            (b["seconds"] - a["seconds"]) / (b["megapixels"] - a["megapixels"]) for a, b in pairwise(tiled)
+        ],
+        "counts": counts,
+        # seconds per ADDED image between the two largest counts / between the two smallest (the one-off
+        # first call cancels out): 1.0 = linear, > 1.10 = time grows faster than the number of images
+        "count_marginal_s_per_image": [
+            (b["seconds"] - a["seconds"]) / (b["images"] - a["images"]) for a, b in pairwise(counts)
+        ],
+        "count_linearity": _linearity(counts),
         # measured once on this machine with the original code itself (seed facts); NOT from this run
         "reference_original": {
             "startup_s": REFERENCE_STARTUP_S,
@@ -470,6 +513,14 @@ def summarise(setup: dict, models: dict, original: dict, flexplat: dict, forward
         },
     }
     return result
+
+
+def _linearity(counts: list) -> float | None:
+    if len(counts) < 3:
+        return None
+    first = (counts[1]["seconds"] - counts[0]["seconds"]) / (counts[1]["images"] - counts[0]["images"])
+    last = (counts[-1]["seconds"] - counts[-2]["seconds"]) / (counts[-1]["images"] - counts[-2]["images"])
+    return last / first
 
 
 def render(report: dict, console) -> None:
@@ -543,6 +594,25 @@ def render(report: dict, console) -> None:
                 f"{row['peak_rss_mb']:.0f} MB",
             )
         console.print(t)
+        marginal = ", ".join(f"{v:.2f}" for v in report["tiled_marginal_s_per_mp"])
+        console.print(f"marginal seconds per megapixel between consecutive sizes: {marginal}")
+    if report["counts"]:
+        t = Table(title=f"Image count ({report['setup']['tiled_model']}, {report['setup']['tiled_model_size']} px)")
+        for column in ("images", "seconds", "s / image", "model s / image", "peak RSS"):
+            t.add_column(column, justify="right")
+        for row in report["counts"]:
+            t.add_row(
+                str(row["images"]),
+                f"{row['seconds']:.2f}",
+                f"{row['seconds_per_image']:.3f}",
+                f"{row['model_seconds_per_image']:.3f}",
+                f"{row['peak_rss_mb']:.0f} MB",
+            )
+        console.print(t)
+        marginal = ", ".join(f"{v:.3f}" for v in report["count_marginal_s_per_image"])
+        console.print(f"seconds per added image between consecutive counts: {marginal}")
+        if report["count_linearity"] is not None:
+            console.print(f"last / first of those: {report['count_linearity']:.2f} (linear: <= 1.10)")
 
 
 def child_main(argv: list[str]) -> None:

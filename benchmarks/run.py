@@ -1,0 +1,270 @@
+"""Every performance benchmark in one run, summarised as issue 8's six groups of ratios.
+
+    python benchmarks/run.py                  # full: about 80 min on 2 cores
+    python benchmarks/run.py --smoke          # every path with tiny models (a few minutes)
+    python benchmarks/run.py --skip zheng     # leave out a script (inference, training, zheng)
+
+Runs, one after the other and each in its own processes, ``inference.py`` (start-up, per-image
+overhead, FLOP ceiling, tiled and image-count scaling), ``training.py`` (memory 200 vs 2,000 images,
+training speed) and ``zheng_accuracy.py --compare`` (flexunet-small vs flexunet on the real Zheng
+images; skipped when ../shared is absent). Each writes its own JSON into
+``benchmarks/results/run-<time>/``; this script then prints one table of the six groups (value,
+target, met or not) and writes ``summary.json`` beside them. Every ratio comes from within one
+script's run on this machine; absolute seconds depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS, load_average, machine, write_json
+
+HERE = Path(__file__).resolve().parent
+ZHENG_DATA = HERE.parent / ".." / "shared" / "datasets" / "zheng-wbc-ds1"
+SCRIPTS = ("inference", "training", "zheng")
+FLOPS_SIZE = 512  # the original leukocyte input
+FLOPS_TARGET = 10.0  # flexunet / flexunet-small FLOPs per image, at least
+
+
+def run_script(name: str, args: list[str], log: Path) -> None:
+    """Run one benchmark script, its output shown live and kept in ``log``."""
+    command = [sys.executable, str(HERE / f"{name}.py"), *args]
+    print(f"\n=== {' '.join(command[1:])}", flush=True)
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sink.write(line)
+        if proc.wait():
+            raise SystemExit(f"{name}.py failed (exit {proc.returncode}); its output is in {log}")
+
+
+def preset_flops() -> dict[str, Any]:
+    """Analytic FLOPs per image of the two presets at the original input size (no TensorFlow)."""
+    from flexplat.plugins import get_registry
+
+    registry = get_registry()
+    figures = {}
+    for name in ("flexunet", "flexunet-small"):
+        described = registry.get("model", name).describe((FLOPS_SIZE, FLOPS_SIZE), 3, 6)
+        figures[name] = {"flops": float(described["flops"]), "parameters": int(described["parameters"])}
+    figures["ratio"] = figures["flexunet"]["flops"] / figures["flexunet-small"]["flops"]
+    return figures
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | None]]:
+    """(group, measure, value, target, met) for the summary table; met None = reported only."""
+    out: list[tuple[str, str, str, str, bool | None]] = []
+    inf = results.get("inference")
+    if inf:
+        s, p, f = inf["startup"], inf["per_image"], inf["flops"]
+        out.append(
+            (
+                "1 start-up",
+                "to 1st prediction, flexplat / original-style",
+                f"{s['flexplat_s']:.1f} / {s['original_s']:.1f} s = {s['ratio']:.2f}",
+                "<= 0.5",
+                s["ratio"] <= 0.5,
+            )
+        )
+        out.append(
+            (
+                "2 inference",
+                "per image, flexplat / pure forward pass",
+                f"{p['flexplat_s']:.3f} / {p['forward_s']:.3f} s = {1 + p['overhead_vs_forward']:.2f}",
+                "<= 1.10",
+                p["overhead_vs_forward"] <= 0.10,
+            )
+        )
+        out.append(
+            (
+                "2 inference",
+                "time outside model calls (same process)",
+                f"{p['outside_model_fraction']:.1%}",
+                "<= 10 %",
+                p["outside_model_fraction"] <= 0.10,
+            )
+        )
+        out.append(
+            (
+                "2 inference",
+                "per image, flexplat / original-style",
+                f"{p['flexplat_s']:.3f} / {p['original_s']:.3f} s = {1 / p['speedup_vs_original']:.2f}",
+                "<= 1",
+                p["speedup_vs_original"] >= 1.0,
+            )
+        )
+        out.append(
+            (
+                "2 inference",
+                "fraction of the FLOP ceiling, flexplat (forward)",
+                f"{f['flexplat_fraction']:.2f} ({f['forward_fraction']:.2f}) of {f['ceiling_flops'] / 1e9:.0f} GFLOP/s",
+                ">= 0.6 (goal)",
+                f["flexplat_fraction"] >= 0.6,
+            )
+        )
+    train = results.get("training")
+    if train and train.get("memory"):
+        m = train["memory"]
+        out.append(
+            (
+                "3 training memory",
+                "peak RSS 2,000 / 200 images, flexplat (original-style)",
+                f"{m['growth']['flexplat']:.3f} ({m['growth']['original']:.2f})",
+                "< 1.10",
+                m["growth"]["flexplat"] < 1.10,
+            )
+        )
+    if train and train.get("speed"):
+        ips = train["speed"]["images_per_s"]
+        for c in train["speed"]["comparisons"]:
+            variant, baseline, target = c["variant"], c["baseline"], c["target"]
+            out.append(
+                (
+                    "4 training speed",
+                    f"images/s {variant} / {baseline} (median of rounds)",
+                    f"{ips[variant]:.2f} / {ips[baseline]:.2f}, ratio {c['ratio']:.2f}",
+                    "reported" if target is None else f">= {target:g}",
+                    c["passed"],
+                )
+            )
+    flops = results.get("flops")
+    if flops:
+        out.append(
+            (
+                "5 CPU preset",
+                f"FLOPs per {FLOPS_SIZE}px image, flexunet / flexunet-small",
+                f"{flops['flexunet']['flops'] / 1e9:.1f} / {flops['flexunet-small']['flops'] / 1e9:.1f} GFLOP "
+                f"= {flops['ratio']:.1f}",
+                f">= {FLOPS_TARGET:g}",
+                flops["ratio"] >= FLOPS_TARGET,
+            )
+        )
+    zheng = results.get("zheng")
+    if zheng:
+        summary = zheng["summary"]
+        if {"flexunet", "flexunet-small"} <= set(summary):
+            for key, label in (("cell_dice", "whole-cell Dice"), ("type_accuracy", "cell-type accuracy")):
+                small, full = summary["flexunet-small"][key]["mean"], summary["flexunet"][key]["mean"]
+                out.append(
+                    (
+                        "5 CPU preset",
+                        f"Zheng test {label}, small vs full (same budget)",
+                        f"{small:.3f} vs {full:.3f} ({small - full:+.3f})",
+                        "no loss (goal)",
+                        None,
+                    )
+                )
+    if inf and inf.get("tiled"):
+        tiled = inf["tiled"]
+        largest = tiled[-1]
+        per_mp = ", ".join(f"{t['seconds_per_megapixel']:.2f}" for t in tiled)
+        out.append(
+            (
+                "6 scaling",
+                "tiled s/MP at " + "/".join(str(t["side"]) for t in tiled) + " px",
+                per_mp,
+                "not growing",
+                tiled[-1]["seconds_per_megapixel"] <= 1.10 * tiled[0]["seconds_per_megapixel"],
+            )
+        )
+        out.append(
+            (
+                "6 scaling",
+                f"peak RSS at {largest['side']} px",
+                f"{largest['peak_rss_mb'] / 1024:.2f} GB",
+                "< 3 GB",
+                largest["peak_rss_mb"] < 3 * 1024,
+            )
+        )
+    if inf and inf.get("count_linearity") is not None:
+        counts = inf["counts"]
+        out.append(
+            (
+                "6 scaling",
+                "s per added image, last / first step of " + "/".join(str(c["images"]) for c in counts),
+                f"{inf['count_linearity']:.2f}",
+                "<= 1.10",
+                inf["count_linearity"] <= 1.10,
+            )
+        )
+    return out
+
+
+def render(table_rows: list[tuple[str, str, str, str, bool | None]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("group", "measure", "value", "target", "met"):
+        table.add_column(column)
+    for group, measure, value, target, met in table_rows:
+        status = "-" if met is None else ("[green]yes[/]" if met else "[red]no[/]")
+        table.add_row(group, measure, value, target, status)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models and data: checks every path, not speed")
+    parser.add_argument("--skip", action="append", choices=SCRIPTS, default=[], help="leave a script out")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/run-<time>)")
+    parser.add_argument("--zheng-budget", type=float, default=15.0, help="training minutes per model (zheng)")
+    args = parser.parse_args(argv)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"run-{'smoke-' if args.smoke else ''}{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    smoke = ["--smoke"] if args.smoke else []
+    started = time.perf_counter()
+    report: dict[str, Any] = {"benchmark": "run", "smoke": args.smoke, "started": stamp, "machine": machine()}
+    results: dict[str, Any] = {"flops": preset_flops()}
+    skipped: dict[str, str] = {name: "--skip" for name in args.skip}
+
+    if "inference" not in skipped:
+        run_script("inference", [*smoke, "--out", str(out / "inference.json")], out / "inference.log")
+        results["inference"] = json.loads((out / "inference.json").read_text())
+    if "training" not in skipped:
+        run_script("training", [*smoke, "--out", str(out / "training.json")], out / "training.log")
+        results["training"] = json.loads((out / "training.json").read_text())
+    if "zheng" not in skipped:
+        if not ZHENG_DATA.is_dir():
+            skipped["zheng"] = f"{ZHENG_DATA.resolve()} not found (the shared datasets are not beside the repo)"
+            print(f"\nzheng: skipped, {skipped['zheng']}")
+        else:
+            zheng_args = [*smoke, "--compare", "--budget-minutes", str(args.zheng_budget)]
+            if not args.smoke:
+                zheng_args += ["--image-size", "128"]  # flexunet's 8 levels need multiples of 128
+            run_script("zheng_accuracy", [*zheng_args, "--out", str(out / "zheng.json")], out / "zheng.log")
+            results["zheng"] = json.loads((out / "zheng.json").read_text())
+
+    table_rows = rows(results)
+    report.update(
+        {
+            "seconds": round(time.perf_counter() - started, 1),
+            "load_average_end": load_average(),
+            "skipped": skipped,
+            "flops": results["flops"],
+            "groups": [
+                {"group": g, "measure": m, "value": v, "target": t, "met": met} for g, m, v, t, met in table_rows
+            ],
+            "files": sorted(p.name for p in out.glob("*.json")),
+        }
+    )
+    render(table_rows, f"flexplat performance ({'smoke' if args.smoke else 'full'}; {report['seconds'] / 60:.0f} min)")
+    if skipped:
+        print("skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    write_json(out / "summary.json", report)
+    print(f"results: {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
