@@ -153,11 +153,14 @@ class WeightPrefetch:
             self._error = exc
 
     def result(self) -> dict[str, np.ndarray]:
+        """The arrays, handed over: the prefetch keeps no reference (so they can be freed early)."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        assert self._result is not None
-        return self._result
+        result, self._result = self._result, None
+        if result is None:
+            raise RuntimeError("WeightPrefetch.result() can be called once")
+        return result
 
 
 def zero_initializers(config: Any) -> Any:
@@ -184,18 +187,20 @@ def fill_layers(model: Any, arrays: dict[str, np.ndarray]) -> None:
     """Fill every layer of a flat functional model from the saved ``layers/<name>/vars/<i>`` arrays.
 
     Raises ValueError unless every variable of the model and every array is used exactly once.
+    Arrays are removed from ``arrays`` as they are used, so their memory is freed layer by layer.
     """
-    used, seen = 0, {}
+    total, used, seen = len(arrays), 0, {}
     for layer in model.layers:
         prefix = f"layers/{_saved_name(layer, seen)}/vars/"
-        own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+        own = {key[len(prefix) :]: arrays.pop(key) for key in [k for k in arrays if k.startswith(prefix)]}
         if len(own) != len(layer.weights):  # nested layers or a different layout: not for this path
             raise ValueError(f"layer {layer.name}: {len(layer.weights)} variables, {len(own)} saved arrays")
         if own:
             layer.load_own_variables(own)
             used += len(own)
-    if used != len(arrays) or used != len(model.weights):
-        raise ValueError(f"{used} arrays used of {len(arrays)} saved, for {len(model.weights)} variables")
+        del own
+    if used != total or used != len(model.weights):
+        raise ValueError(f"{used} arrays used of {total} saved, for {len(model.weights)} variables")
 
 
 def load_fast(path: Path) -> Any:
