@@ -95,6 +95,7 @@ def test_nested_models_fall_back_to_the_keras_loader(tmp_path):
 
 
 def test_keras_import_does_not_pull_in_matplotlib_but_matplotlib_still_works():
+    pytest.importorskip("matplotlib")  # not a flexplat dependency; Keras imports it when present
     code = (
         "import sys\n"
         "from flexplat.engine.model_file import import_keras\n"

@@ -47,9 +47,10 @@ class _HideMatplotlib(importlib.abc.MetaPathFinder):
 def import_keras() -> Any:
     """Import Keras (and TensorFlow) about a second faster than a plain ``import keras``.
 
-    Keras imports ``matplotlib.pyplot`` at start-up for its image-gallery helpers when matplotlib
-    is installed (it is: flexplat draws its plots with it). flexplat never uses those helpers, so
-    matplotlib is hidden during the import; later imports of matplotlib work as usual.
+    Keras imports ``matplotlib.pyplot`` at start-up for its image-gallery helpers whenever
+    matplotlib is installed (flexplat does not need it, but most scientific environments have it).
+    flexplat never uses those helpers, so matplotlib is hidden during the import; later imports of
+    matplotlib work as usual. Without matplotlib installed this changes nothing.
     """
     if "keras" in sys.modules or "matplotlib" in sys.modules:
         import keras
