@@ -592,37 +592,45 @@ def render(report: dict, console) -> None:
         f"GFLOP/s (TF {source['tensorflow_flops'] / 1e9:.1f}, NumPy {source['numpy_flops'] / 1e9:.1f})"
     )
     if report["tiled"]:
-        t = Table(title=f"Tiled inference ({report['setup']['tiled_model']} {report['setup']['tiled_model_size']} px)")
-        for column in ("image", "seconds", "s / megapixel", "model s / MP", "peak RSS"):
-            t.add_column(column, justify="right")
-        for row in report["tiled"]:
-            t.add_row(
-                f"{row['side']}x{row['side']}",
-                f"{row['seconds']:.2f}",
-                f"{row['seconds_per_megapixel']:.2f}",
-                f"{row['model_seconds_per_megapixel']:.2f}",
-                f"{row['peak_rss_mb']:.0f} MB",
-            )
-        console.print(t)
+        _print_table(
+            console,
+            f"Tiled inference ({report['setup']['tiled_model']} {report['setup']['tiled_model_size']} px)",
+            ("image", "seconds", "s / megapixel", "model s / MP", "peak RSS"),
+            [
+                (f"{r['side']}x{r['side']}", r["seconds"], r["seconds_per_megapixel"], r["model_seconds_per_megapixel"])
+                for r in report["tiled"]
+            ],
+            [r["peak_rss_mb"] for r in report["tiled"]],
+        )
         marginal = ", ".join(f"{v:.2f}" for v in report["tiled_marginal_s_per_mp"])
         console.print(f"marginal seconds per megapixel between consecutive sizes: {marginal}")
     if report["counts"]:
-        t = Table(title=f"Image count ({report['setup']['tiled_model']}, {report['setup']['tiled_model_size']} px)")
-        for column in ("images", "seconds", "s / image", "model s / image", "peak RSS"):
-            t.add_column(column, justify="right")
-        for row in report["counts"]:
-            t.add_row(
-                str(row["images"]),
-                f"{row['seconds']:.2f}",
-                f"{row['seconds_per_image']:.3f}",
-                f"{row['model_seconds_per_image']:.3f}",
-                f"{row['peak_rss_mb']:.0f} MB",
-            )
-        console.print(t)
+        _print_table(
+            console,
+            f"Image count ({report['setup']['tiled_model']}, {report['setup']['tiled_model_size']} px)",
+            ("images", "seconds", "s / image", "model s / image", "peak RSS"),
+            [
+                (str(r["images"]), r["seconds"], r["seconds_per_image"], r["model_seconds_per_image"])
+                for r in report["counts"]
+            ],
+            [r["peak_rss_mb"] for r in report["counts"]],
+        )
         marginal = ", ".join(f"{v:.3f}" for v in report["count_marginal_s_per_image"])
         console.print(f"seconds per added image between consecutive counts: {marginal}")
         if report["count_linearity"] is not None:
             console.print(f"last / first of those: {report['count_linearity']:.2f} (linear: <= 1.10)")
+
+
+def _print_table(console, title: str, columns: tuple, rows: list[tuple], peak_rss_mb: list[float]) -> None:
+    """A right-aligned table: a label, three timings (3 decimals), then the peak RSS."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for (label, *timings), rss in zip(rows, peak_rss_mb, strict=True):
+        table.add_row(label, *(f"{v:.3f}" for v in timings), f"{rss:.0f} MB")
+    console.print(table)
 
 
 def child_main(argv: list[str]) -> None:
