@@ -87,6 +87,11 @@ class _MemberFile:
         self._pos += read
         return read
 
+    def read(self, size: int = -1) -> bytes:  # h5py recognises file objects by read + seek
+        size = self.size - self._pos if size < 0 else size
+        buffer = bytearray(max(0, min(size, self.size - self._pos)))
+        return bytes(buffer[: self.readinto(buffer)])
+
     def close(self) -> None:
         self._file.close()
 
