@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from itertools import pairwise
 from pathlib import Path
 
-from _common import machine
+import _common
+from _common import emit, machine, write_json
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -75,15 +74,6 @@ SMOKE = {
 REFERENCE_STARTUP_S = 22.0
 REFERENCE_PER_IMAGE_S = (2.2, 2.4)
 REFERENCE_RSS_MB = 2400.0
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def emit(result: dict) -> None:
-    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    print("RESULT " + json.dumps(result), flush=True)
 
 
 def quiet_tf() -> None:
@@ -292,16 +282,10 @@ def child_tiled(args: list[str]) -> None:
 
 
 def run_child(role: str, *args: str, timeout: float = 3600) -> dict:
-    launch = time.time()
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", role, "--launch", repr(launch), *args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(
-            f"benchmark step '{role}' failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1][len("RESULT ") :])
+    """One measurement in its own process (see ``_common.run_child``); peak RSS as ``peak_rss_mb``."""
+    result = _common.run_child(__file__, [role, "--launch", repr(time.time()), *args], timeout=timeout)
+    result["peak_rss_mb"] = result.pop("peak_rss_mib")
+    return result
 
 
 def prepare(work: Path, setup: dict) -> dict:
@@ -412,10 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["benchmark_seconds"] = round(time.time() - started, 1)
     render(report, console)
     out = args.out or RESULTS / f"inference-{setup['name']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, report)
     console.print(f"JSON: {out}")
     return report
 
