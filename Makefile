@@ -15,8 +15,11 @@ test: lint
 	@$(BIN)/python -m pytest -n 2; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
 
+# ruff (lint + formatting) and the import-linter contract in pyproject.toml (one-way layers).
 lint:
 	$(BIN)/ruff check flexplat plugins tests benchmarks
+	$(BIN)/ruff format --check flexplat plugins tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -221,7 +221,8 @@ def child_forward(run_dir: Path, images: Path, matmul: int) -> None:
     import tensorflow as tf
 
     from flexplat.data.io import read_image
-    from flexplat.engine.infer import Predictor, _resize, load_model
+    from flexplat.engine.infer import Predictor, _resize
+    from flexplat.engine.model_file import load_model
     from flexplat.engine.rundir import RunDir
 
     run = RunDir(run_dir)

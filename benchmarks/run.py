@@ -151,7 +151,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | None]
     if zheng:
         summary = zheng["summary"]
         if {"flexunet", "flexunet-small"} <= set(summary):
-            for key, label in (("cell_dice", "whole-cell Dice"), ("type_accuracy", "cell-type accuracy")):
+            for key, label in (("object_dice", "whole-cell Dice"), ("class_accuracy", "cell-type accuracy")):
                 small, full = summary["flexunet-small"][key]["mean"], summary["flexunet"][key]["mean"]
                 out.append(
                     (

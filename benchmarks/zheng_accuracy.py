@@ -40,7 +40,7 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 DEFAULT_DATA = REPO / ".." / "shared" / "datasets" / "zheng-wbc-ds1"
 TYPES = ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
-TARGETS = {"cell_dice": 0.93, "type_accuracy": 0.85}
+TARGETS = {"object_dice": 0.93, "class_accuracy": 0.85}
 
 # training settings per model, on top of the project config (same input size for both)
 MODELS: dict[str, dict[str, Any]] = {
@@ -202,12 +202,12 @@ def _mean_present(per_class: dict[str, Any]) -> float | None:
 def _row(result: dict[str, Any]) -> dict[str, Any]:
     f = result["figures"]
     row = {
-        "cell_dice": f["cell_dice"],
-        "cell_iou": f["cell_iou"],
+        "object_dice": f["object_dice"],
+        "object_iou": f["object_iou"],
         **{f"dice_{t}": (f["per_class"].get(t) or {}).get("dice") for t in TYPES},
         "dice_mean": f["dice_mean"],
         "dice_mean_present": _mean_present(f["per_class"]),
-        "type_accuracy": f["type_accuracy"],
+        "class_accuracy": f["class_accuracy"],
         "seed_dice": f["seed_dice"],
         "train_seconds": result["train_seconds"],
         "epochs": result["epochs"],
@@ -229,12 +229,12 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         }
     matrix = [[0] * 6 for _ in TYPES]
     for r in results:
-        for i, row in enumerate(r["figures"]["type_confusion"]["matrix"]):
+        for i, row in enumerate(r["figures"]["class_confusion"]["matrix"]):
             matrix[i] = [a + b for a, b in zip(matrix[i], row, strict=True)]
     cells = sum(map(sum, matrix))
     correct = sum(matrix[i][i + 1] for i in range(len(TYPES)))
-    summary["type_confusion"] = {"rows": TYPES, "columns": ["missed", *TYPES], "matrix": matrix}
-    summary["type_accuracy_pooled"] = correct / cells if cells else None
+    summary["class_confusion"] = {"rows": TYPES, "columns": ["missed", *TYPES], "matrix": matrix}
+    summary["class_accuracy_pooled"] = correct / cells if cells else None
     summary["cells"] = cells
     return summary
 
@@ -253,12 +253,12 @@ def render(report: dict[str, Any]) -> None:
     console = Console(highlight=False)
     models = report["summary"]
     labels = {
-        "cell_dice": "whole-cell Dice",
-        "cell_iou": "whole-cell IoU",
+        "object_dice": "whole-cell Dice",
+        "object_iou": "whole-cell IoU",
         **{f"dice_{t}": f"Dice {t}" for t in TYPES},
         "dice_mean": "mean Dice (foreground types)",
         "dice_mean_present": "mean Dice (types in test)",
-        "type_accuracy": "cell-type accuracy",
+        "class_accuracy": "cell-type accuracy",
         "seed_dice": "seed_dice (original metric)",
         "epochs": "epochs trained",
         "train_seconds": "train time (s)",
@@ -278,7 +278,7 @@ def render(report: dict[str, Any]) -> None:
     table.add_row("cells tested", *(str(models[m]["cells"]) for m in models))
     console.print(table)
     for model, summary in models.items():
-        confusion = summary["type_confusion"]
+        confusion = summary["class_confusion"]
         matrix = Table(title=f"{model}: cell types, truth (rows) x prediction (columns)", title_justify="left")
         matrix.add_column("")
         for column in confusion["columns"]:
@@ -286,7 +286,7 @@ def render(report: dict[str, Any]) -> None:
         for name, row in zip(confusion["rows"], confusion["matrix"], strict=True):
             matrix.add_row(name, *map(str, row))
         console.print(matrix)
-        pooled = summary["type_accuracy_pooled"]
+        pooled = summary["class_accuracy_pooled"]
         console.print(f"{model}: pooled cell-type accuracy {pooled:.4f} over {summary['cells']} cells")
     for key, target in TARGETS.items():
         for model, summary in models.items():

@@ -242,7 +242,8 @@ def data_check(
     Reports pairs per split, unpaired files, size mismatches, corrupt files, converted
     channels, class histograms and snapped mask colours; exits non-zero on errors.
     """
-    from flexplat.data.check import check_dataset, check_target_config, render
+    from flexplat.data.check import check_dataset, render
+    from flexplat.engine.data import check_target_config
 
     config, original_id = check_target_config(target, data_dir, config_file, sets, lenient)
     report = check_dataset(config, original_id=original_id, console=None if as_json else console())

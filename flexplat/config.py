@@ -16,64 +16,7 @@ import yaml
 
 from flexplat.errors import ConfigError
 from flexplat.options import Option, check_value, unknown_key_error, validate
-
-_SPLIT = {
-    "images": Option(None, "image folder or glob (e.g. train/*/images), relative to data.root", type=str),
-    "masks": Option(None, "mask folder or glob, relative to data.root", type=str),
-}
-
-SCHEMA: dict[str, Any] = {
-    "project": Option(None, "project this config belongs to (its defaults are the base layer)", type=str),
-    "classes": Option(
-        [], "classes in index order, first is background: [{name: str, color: [r, g, b]}]", item_type=dict
-    ),
-    "data": {
-        "codec": Option("rgb-mask", "dataset codec name (see `flexplat list --kind codec`)"),
-        "root": Option(None, "dataset folder; split paths are relative to it (--data)", type=str),
-        "train": _SPLIT,
-        "valid": _SPLIT,
-        "test": _SPLIT,
-        "split": {
-            "valid": Option(0.15, "fraction of originals for validation (no valid folder)", min=0.0, max=0.9),
-            "test": Option(0.15, "fraction of originals for test (no test folder)", min=0.0, max=0.9),
-            "seed": Option(0, "seed of the split by original image"),
-        },
-        "codec_options": Option({}, "options of the codec (see `flexplat info CODEC`)"),
-        "cache": Option(False, "keep decoded images in memory after the first epoch"),
-        "lenient": Option(False, "skip (and count) unusable pairs instead of stopping"),
-    },
-    "model": {
-        "name": Option("flexunet", "model name (see `flexplat list --kind model`)"),
-        "image_size": Option([256, 256], "model input [height, width]", item_type=int),
-        "channels": Option(3, "input channels", min=1),
-        "options": Option({}, "options of the model (see `flexplat info MODEL`)"),
-    },
-    "train": {
-        "epochs": Option(100, "maximum epochs", min=1),
-        "batch_size": Option(2, "images per step", min=1),
-        "steps_per_epoch": Option(None, "limit steps per epoch (default: one pass)", type=int),
-        "optimizer": Option("adam", "optimizer", choices=("adam", "adamw", "sgd", "rmsprop")),
-        "learning_rate": Option(7e-5, "initial learning rate", min=0.0),
-        "clipvalue": Option(None, "clip each gradient element to +/- this value", type=float),
-        "loss": Option("categorical_crossentropy", "loss name (see README: losses)"),
-        "loss_options": Option({}, "options of the loss, e.g. class_weights"),
-        "seed": Option(42, "seed for Python, NumPy and TensorFlow"),
-        "augment": Option({}, "online augmentation options (see README: augmentation)"),
-        "monitor": Option("val_loss", "metric that picks the best model"),
-        "jit_compile": Option(False, "compile the model with XLA"),
-        "callbacks": Option({}, "callbacks by name -> options, or false to disable"),
-    },
-    "infer": {
-        "tile": Option(
-            "auto",
-            "tiled inference: auto (when larger than the model), always, never",
-            choices=("auto", "always", "never"),
-        ),
-        "tile_overlap": Option(0.25, "tile overlap as a fraction of the tile side", min=0.0, max=0.75),
-        "batch_size": Option(4, "images or tiles per prediction batch", min=1),
-        "overlay_alpha": Option(0.45, "mask opacity in overlays", min=0.0, max=1.0),
-    },
-}
+from flexplat.schema import AUGMENT_SCHEMA, SCHEMA, loss_options_schema
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -175,18 +118,10 @@ def validate_config(raw: Mapping) -> dict:
     if len(size) != 2 or min(size) < 1:
         raise ConfigError(f"model.image_size: must be [height, width] of positive integers, got {size}")
 
-    model = _lookup(registry, "model", config["model"]["name"], "model.name")
-    config["model"]["options"] = validate(model.options, config["model"]["options"], "model.options")
-    multiple = model.size_multiple(config["model"]["options"])
-    for side, value in zip(("height", "width"), size, strict=True):
-        if value % multiple:
-            lower = max(multiple, value // multiple * multiple)
-            raise ConfigError(
-                f"model.image_size: {side} {value} is not a multiple of {multiple} "
-                f"(required by model '{model.name}' with these options); nearest valid sizes: "
-                f"{lower} or {lower + multiple}"
-            )
-
+    if config["model"]["name"]:
+        _validate_model(registry, config["model"])
+    elif config["model"]["options"]:
+        raise ConfigError("model.options: given, but no model.name says which model they are for")
     codec = _lookup(registry, "codec", config["data"]["codec"], "data.codec")
     config["data"]["codec_options"] = validate(codec.options, config["data"]["codec_options"], "data.codec_options")
 
@@ -201,13 +136,40 @@ def validate_config(raw: Mapping) -> dict:
         callbacks[name] = validate(spec.options, options, f"train.callbacks.{name}")
     config["train"]["callbacks"] = callbacks
 
-    from flexplat.data.augment import AUGMENT_SCHEMA
-    from flexplat.losses import loss_options_schema
-
     config["train"]["augment"] = validate(AUGMENT_SCHEMA, config["train"]["augment"], "train.augment")
     schema = loss_options_schema(config["train"]["loss"])
     config["train"]["loss_options"] = validate(schema, config["train"]["loss_options"], "train.loss_options")
     return config
+
+
+def _validate_model(registry: Any, model_config: dict) -> None:
+    """The model's options, and image sides that are a multiple the model accepts."""
+    model = _lookup(registry, "model", model_config["name"], "model.name")
+    model_config["options"] = validate(model.options, model_config["options"], "model.options")
+    multiple = model.size_multiple(model_config["options"])
+    size = model_config["image_size"]
+    for side, value in zip(("height", "width"), size, strict=True):
+        if value % multiple:
+            lower = max(multiple, value // multiple * multiple)
+            raise ConfigError(
+                f"model.image_size: {side} {value} is not a multiple of {multiple} "
+                f"(required by model '{model.name}' with these options); nearest valid sizes: "
+                f"{lower} or {lower + multiple}"
+            )
+
+
+def require_model(config: Mapping) -> str:
+    """The config's model name; a config without one gets an error saying how to name it."""
+    from flexplat.plugins import get_registry
+
+    name = config.get("model", {}).get("name")
+    if not name:
+        known = ", ".join(get_registry().names("model")) or "none installed"
+        raise ConfigError(
+            f"model.name: no model named; a project names its model, or set it in your config, e.g. "
+            f"`model: {{name: MODEL}}` (installed models: {known})"
+        )
+    return name
 
 
 def _lookup(registry: Any, kind: str, name: str, path: str) -> Any:

@@ -28,7 +28,7 @@ from flexplat.specs import SPEC_TYPES
 from flexplat.version import __version__
 
 ENTRY_POINT_GROUP = "flexplat"
-DEFAULT_PLUGINS = ("flexplat.data.builtin_codecs", "flexplat.engine.builtin_callbacks")
+DEFAULT_PLUGINS = ("flexplat.default_plugins.codecs", "flexplat.default_plugins.callbacks")
 HOOK_KINDS = {
     "register_models": "model",
     "register_codecs": "codec",

@@ -77,7 +77,8 @@ class ProjectSpec:
     :func:`flexplat.load_yaml`). ``demo_config`` is layered on top for ``--demo``, and
     ``make_demo_data(out_dir, seed)`` writes the demo dataset. ``original_id(stem)`` maps a
     file stem to the id of the original image it derives from (for leak-free splits).
-    ``generate`` is a click command shown as ``flexplat generate <name>``.
+    ``generate`` is a click command shown as ``flexplat generate <name>``. ``object_label`` and
+    ``class_label`` name what reports call "object" and "object class" (e.g. "cell", "cell type").
     """
 
     name: str
@@ -88,6 +89,8 @@ class ProjectSpec:
     original_id: Callable[[str], str] | None = None
     generate: Any = None
     data_hint: str = ""
+    object_label: str = "object"
+    class_label: str = "object class"
     kind = "project"
 
     @property

@@ -162,5 +162,5 @@ def test_registered_builtin_codecs():
 
 
 def test_builtin_codecs_module_is_light():
-    code = "import sys, flexplat.data.builtin_codecs; assert 'numpy' not in sys.modules and 'cv2' not in sys.modules"
+    code = "import sys, flexplat.default_plugins.codecs; assert 'numpy' not in sys.modules and 'cv2' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

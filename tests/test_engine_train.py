@@ -61,9 +61,15 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     assert RunDir.open(run.path).config() == config
     rows = read_csv(run.metrics_csv)
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert {"loss", "val_loss", "dice_mean", "val_dice_mean", "val_cell_dice", "val_seed_dice", "learning_rate"} <= set(
-        rows[0]
-    )
+    assert {
+        "loss",
+        "val_loss",
+        "dice_mean",
+        "val_dice_mean",
+        "val_object_dice",
+        "val_seed_dice",
+        "learning_rate",
+    } <= set(rows[0])
     assert (run.plots_dir / "loss.png").is_file() and (run.plots_dir / "dice_mean.png").is_file()
     assert sorted(p.name for p in run.epoch_infer_dir.iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert any(run.tensorboard_dir.rglob("*tfevents*"))
@@ -71,7 +77,7 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     figures = evaluate_run(run, "test")
     assert figures["images"] == 6
     assert set(figures["per_class"]) == {"class1", "class2"}
-    assert 0.0 <= figures["cell_dice"] <= 1.0
+    assert 0.0 <= figures["object_dice"] <= 1.0
     assert figures["seed_dice"] is not None
     saved = json.loads(run.evaluation_path.read_text())
     assert saved["test"]["images"] == 6

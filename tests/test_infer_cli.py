@@ -131,14 +131,14 @@ def test_masks_overlays_and_summary_at_original_sizes(colour_run, mixed_images, 
     assert [r["file"] for r in rows] == ["a_exact.png", "b_photo.JPG", "c_small.bmp"]
     first = rows[0]
     assert (first["width"], first["height"], first["tiled"]) == ("32", "32", "False")
-    assert first["predicted_type"] == "redcell"
+    assert first["predicted_class"] == "redcell"
     assert float(first["foreground_fraction"]) == pytest.approx(0.125)
     assert float(first["fraction_redcell"]) == pytest.approx(0.125)
     assert float(first["fraction_background"]) == pytest.approx(0.875)
     assert float(first["fraction_greencell"]) == 0.0
-    assert rows[1]["tiled"] == "True" and rows[1]["predicted_type"] == "greencell"
+    assert rows[1]["tiled"] == "True" and rows[1]["predicted_class"] == "greencell"
     assert float(rows[1]["foreground_fraction"]) == pytest.approx(25 * 30 / 2000, abs=0.02)
-    assert rows[2]["tiled"] == "False" and rows[2]["predicted_type"] == "redcell"
+    assert rows[2]["tiled"] == "False" and rows[2]["predicted_class"] == "redcell"
     assert float(rows[2]["foreground_fraction"]) == pytest.approx(0.5, abs=0.04)
 
     data = json.loads((out / "summary.json").read_text())
@@ -256,7 +256,7 @@ def test_sigmoid_two_class_model(tmp_path):
     result = invoke("--images", str(images), "--run", str(run.path), "--output", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "o" / "summary.json").read_text())["images"][0]
-    assert row["predicted_type"] == "cell" and row["foreground_fraction"] == pytest.approx(0.25)
+    assert row["predicted_class"] == "cell" and row["foreground_fraction"] == pytest.approx(0.25)
 
 
 def test_duplicate_stems_get_distinct_outputs(colour_run, tmp_path):

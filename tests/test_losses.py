@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from flexplat.engine.losses import get_loss
 from flexplat.errors import ConfigError
-from flexplat.losses import LOSSES, get_loss, loss_options_schema
+from flexplat.schema import LOSSES, loss_options_schema
 
 # Truth (class per pixel)      Softmax prediction (p0, p1, p2) per pixel
 #   [[0, 1],                     [[(.8, .1, .1), (.2, .7, .1)],
@@ -139,7 +140,7 @@ def test_option_errors():
 
 def test_schema_does_not_import_tensorflow():
     code = (
-        "import sys; from flexplat.losses import loss_options_schema; loss_options_schema('focal'); "
+        "import sys; from flexplat.schema import loss_options_schema; loss_options_schema('focal'); "
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'TF imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from flexplat.metrics import (
-    CellDice,
-    CellIoU,
+from flexplat.engine.metrics import (
     ForegroundDice,
     ForegroundIoU,
+    ObjectDice,
+    ObjectIoU,
     SeedDice,
     build_metrics,
     confusion_matrix,
@@ -45,11 +45,11 @@ def test_hand_computed_single_image():
     assert got["dice_mean"] == pytest.approx(5 / 6)
     assert got["iou_mean"] == pytest.approx(3 / 4)
     # cell: truth has 3 cell pixels, argmax predicts 2, both cell at 2 -> Dice 4/5, IoU 2/3
-    assert got["cell_dice"] == pytest.approx(4 / 5)
-    assert got["cell_iou"] == pytest.approx(2 / 3)
+    assert got["object_dice"] == pytest.approx(4 / 5)
+    assert got["object_iou"] == pytest.approx(2 / 3)
     # seed: 2 * (.8 + .7 + .7 + .2) / (4 + 4) = 0.6, the mean true-class probability
     assert got["seed_dice"] == pytest.approx(0.6)
-    assert list(got) == ["dice_mean", "iou_mean", "cell_dice", "cell_iou", "seed_dice", "dice_a", "dice_b"]
+    assert list(got) == ["dice_mean", "iou_mean", "object_dice", "object_iou", "seed_dice", "dice_a", "dice_b"]
 
 
 def test_cell_metrics_ignore_the_cell_type():
@@ -57,7 +57,7 @@ def test_cell_metrics_ignore_the_cell_type():
     truth = one_hot([[[1, 1], [0, 0]]], 3)
     pred = one_hot([[[2, 2], [0, 0]]], 3)
     got = results(build_metrics(["bg", "a", "b"]), [(truth, pred)])
-    assert got["cell_dice"] == 1.0 and got["cell_iou"] == 1.0
+    assert got["object_dice"] == 1.0 and got["object_iou"] == 1.0
     assert got["dice_a"] == 0.0 and got["dice_b"] == 0.0 and got["dice_mean"] == 0.0
 
 
@@ -106,7 +106,7 @@ def test_class_only_predicted_scores_zero_and_counts():
 def test_no_foreground_anywhere_gives_nan():
     bg = one_hot([[[0, 0], [0, 0]]], 3)
     got = results(build_metrics(["bg", "a", "b"]), [(bg, bg)])
-    assert all(math.isnan(got[k]) for k in ("dice_mean", "iou_mean", "cell_dice", "cell_iou", "dice_a"))
+    assert all(math.isnan(got[k]) for k in ("dice_mean", "iou_mean", "object_dice", "object_iou", "dice_a"))
     assert got["seed_dice"] == 1.0
 
 
@@ -118,7 +118,7 @@ def test_seed_dice_is_inflated_by_background():
     pred = one_hot(np.zeros_like(labels), 2)
     got = results(build_metrics(["bg", "cell"]), [(truth, pred)])
     assert got["seed_dice"] == pytest.approx(0.98)  # 2 * 98 / (100 + 100)
-    assert got["dice_mean"] == 0.0 and got["cell_dice"] == 0.0
+    assert got["dice_mean"] == 0.0 and got["object_dice"] == 0.0
 
 
 def test_seed_dice_is_a_mean_over_images():
@@ -136,7 +136,7 @@ def test_seed_dice_is_a_mean_over_images():
 def test_single_sigmoid_channel():
     truth = np.array([0, 1, 1, 0], dtype="float32").reshape(1, 2, 2, 1)
     prob = np.array([0.2, 0.9, 0.3, 0.6], dtype="float32").reshape(1, 2, 2, 1)  # hard: 0, 1, 0, 1
-    dice, cell = ForegroundDice(2), CellIoU(2)
+    dice, cell = ForegroundDice(2), ObjectIoU(2)
     dice.update_state(truth, prob)
     cell.update_state(truth, prob)
     assert float(dice.result()) == pytest.approx(0.5)  # I=1, T=2, P=2
@@ -153,7 +153,7 @@ def test_keras_metrics_agree_with_numpy_confusion_scores():
     metrics = build_metrics(["bg", "a", "b", "c"])
     got = results(metrics, [(one_hot(truth_idx[i : i + 2], num_classes), probs[i : i + 2]) for i in (0, 2, 4)])
     scores = scores_from_confusion(confusion_matrix(truth_idx, probs.argmax(-1), num_classes))
-    for key in ("dice_mean", "iou_mean", "cell_dice", "cell_iou"):
+    for key in ("dice_mean", "iou_mean", "object_dice", "object_iou"):
         assert got[key] == pytest.approx(scores[key], rel=1e-6), key
     assert got["dice_a"] == pytest.approx(scores["dice"][1], rel=1e-6)
     assert got["dice_b"] == pytest.approx(scores["dice"][2], rel=1e-6)
@@ -169,8 +169,8 @@ def test_confusion_matrix_and_scores_by_hand():
     assert scores["dice"] == pytest.approx([2 / 3, 1.0, 2 / 3])
     assert scores["iou"] == pytest.approx([1 / 2, 1.0, 1 / 2])
     assert scores["dice_mean"] == pytest.approx(5 / 6)
-    assert scores["cell_dice"] == pytest.approx(4 / 5)
-    assert scores["cell_iou"] == pytest.approx(2 / 3)
+    assert scores["object_dice"] == pytest.approx(4 / 5)
+    assert scores["object_iou"] == pytest.approx(2 / 3)
     assert scores["pixel_accuracy"] == pytest.approx(3 / 4)
     assert scores["support"] == [1, 1, 2] and scores["predicted"] == [2, 1, 1]
 
@@ -186,7 +186,7 @@ def test_names_and_serialization():
     assert metric_name("dice", "Band cell (immature)") == "dice_band_cell_immature"
     with pytest.raises(ValueError, match="clashing"):
         build_metrics(["bg", "a b", "a-b"])
-    for metric in (ForegroundDice(3, class_id=2, name="dice_x"), CellDice(3), SeedDice(3)):
+    for metric in (ForegroundDice(3, class_id=2, name="dice_x"), ObjectDice(3), SeedDice(3)):
         clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
         assert type(clone) is type(metric) and clone.get_config() == metric.get_config()
 
@@ -198,9 +198,9 @@ def test_metrics_in_compile_and_fit_log_their_names():
     x = np.random.default_rng(0).uniform(size=(4, 4, 4, 3)).astype("float32")
     y = one_hot(np.argmax(x, axis=-1), 3)
     history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, validation_data=(x, y))
-    for name in ("dice_mean", "iou_mean", "cell_dice", "cell_iou", "seed_dice", "dice_a", "val_dice_b"):
+    for name in ("dice_mean", "iou_mean", "object_dice", "object_iou", "seed_dice", "dice_a", "val_dice_b"):
         assert name in history.history, name
     # the logged epoch value is the whole-epoch score (recomputed here by NumPy on the same data)
     evaluated = model.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)
     scores = scores_from_confusion(confusion_matrix(y.argmax(-1), model.predict(x, verbose=0).argmax(-1), 3))
-    assert evaluated["cell_dice"] == pytest.approx(scores["cell_dice"], rel=1e-6)
+    assert evaluated["object_dice"] == pytest.approx(scores["object_dice"], rel=1e-6)

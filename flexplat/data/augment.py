@@ -8,7 +8,8 @@ values appear); colour jitter touches the image only. Randomness is stateless: t
 depends only on ``seed`` and the per-element ``key`` the input pipeline passes, so a run is
 reproducible and every epoch still sees new variants.
 
-This module must not import TensorFlow at the top: the config schema imports it.
+The options are declared in :data:`flexplat.schema.AUGMENT_SCHEMA`; TensorFlow is imported only
+inside :func:`augment_fn`.
 """
 
 from __future__ import annotations
@@ -17,43 +18,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flexplat.options import Option, validate
-
-AUGMENT_SCHEMA: dict[str, Option] = {
-    "flip": Option(False, "random horizontal and vertical flips (each with probability 0.5)"),
-    "rot90": Option(False, "random rotation by 0/90/180/270 degrees (0/180 only when height != width)"),
-    "rotate_degrees": Option(0.0, "random rotation of up to +/- this many degrees (0 = off)", min=0.0, max=180.0),
-    "scale": Option(0.0, "random zoom by a factor 1 +/- this, e.g. 0.1 (0 = off)", min=0.0, max=0.9),
-    "translate": Option(0.0, "random shift of up to this fraction of each side (0 = off)", min=0.0, max=0.5),
-    "elastic": Option(
-        0.0,
-        "elastic deformation strength alpha in pixels, Simard-style: displacement = alpha * Gaussian-smoothed "
-        "uniform(-1, 1) noise (the original used 1300 with sigma 8-10 on 512 px images); 0 = off",
-        min=0.0,
-    ),
-    "elastic_sigma": Option(8.0, "smoothness of the elastic field: Gaussian sigma in pixels", min=1.0, max=64.0),
-    "brightness": Option(
-        0.0, "random brightness shift of up to +/- this fraction of full scale (image only)", min=0.0, max=1.0
-    ),
-    "contrast": Option(0.0, "random contrast factor 1 +/- this (image only)", min=0.0, max=1.0),
-    "saturation": Option(0.0, "random saturation factor 1 +/- this (image only)", min=0.0, max=1.0),
-    "hue": Option(
-        0.0, "random hue rotation of up to +/- this fraction of the colour circle (image only)", min=0.0, max=0.5
-    ),
-    "probability": Option(
-        1.0,
-        "chance that each enabled transform (rotation/scale/shift, elastic, each colour jitter) is applied to an "
-        "image; flips and rot90 are uniformly random anyway",
-        min=0.0,
-        max=1.0,
-    ),
-    "fill_mode": Option(
-        "reflect",
-        "how borders uncovered by rotation/zoom-out/shift are filled (the same for image and mask): reflect, "
-        "nearest, or constant (black image, background mask)",
-        choices=("reflect", "nearest", "constant"),
-    ),
-}
+from flexplat.options import validate
+from flexplat.schema import AUGMENT_SCHEMA
 
 _AFFINE = ("rotate_degrees", "scale", "translate")
 _STREAMS = 24  # random scalars available per element (17 used at most)

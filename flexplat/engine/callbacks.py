@@ -206,7 +206,7 @@ class RichProgress(keras.callbacks.Callback):
             self.progress.stop()
 
 
-# -- factories named in flexplat.engine.builtin_callbacks ------------------------------------
+# -- factories named in flexplat.default_plugins.callbacks ------------------------------------
 def best_checkpoint(context: RunContext, options: Mapping[str, Any]) -> BestCheckpoint:
     monitor, mode = resolve_monitor(context, options)
     return BestCheckpoint(context.run.model_path, monitor, mode)

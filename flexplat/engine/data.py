@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,16 @@ def ensure_demo_data(config: dict, console: Console) -> None:
         raise DataError(f"{root}: the demo dataset folder holds files but no dataset.yaml; move them or pass --data")
     console.print(f"Generating the demo dataset in {root} ...")
     project.make_demo_data(root, config["data"]["split"]["seed"])
+
+
+def report_labels(config: Mapping[str, Any]) -> dict[str, str]:
+    """What reports call an object and its class: the project's labels, else "object" / "object class"."""
+    name = config.get("project")
+    registry = get_registry()
+    if name and name in registry.names("project"):
+        spec = registry.get("project", name)
+        return {"object": spec.object_label, "class": spec.class_label}
+    return {"object": "object", "class": "object class"}
 
 
 def dataset_fingerprint(root: str | Path, pairs: Mapping[str, list[Any]]) -> str:
@@ -64,3 +74,63 @@ def load_splits(config: dict, console: Console) -> tuple[Any, dict[str, list[Any
     if not splits["train"]:
         raise DataError(f"{config['data']['root']}: no training pairs found")
     return codec, splits
+
+
+# -- building the config of `flexplat data check TARGET` -----------------------------------------
+
+
+def check_target_config(
+    target: str | None,
+    data_dir: str | None = None,
+    config_file: str | None = None,
+    sets: Iterable[str] = (),
+    lenient: bool = False,
+) -> tuple[dict, Callable[[str], str] | None]:
+    """The validated config (and the project's ``original_id``) for ``flexplat data check``.
+
+    ``target`` is a project name or a dataset folder. For a folder: it becomes ``data.root``;
+    classes come from ``--config``/``--set`` or the folder's ``dataset.yaml`` (key ``classes``);
+    the split folders are detected (:func:`~flexplat.data.layout.detect_layout`) unless the
+    config names them. ``--data`` overrides the root.
+    """
+    from flexplat.config import load_yaml, resolve
+    from flexplat.data.layout import detect_layout
+
+    sets = list(sets)
+    project = None
+    root = Path(data_dir).expanduser() if data_dir else None
+    if target and Path(target).expanduser().is_dir():
+        root = root or Path(target).expanduser()
+    elif target:
+        if target not in get_registry().names("project"):
+            known = ", ".join(get_registry().names("project")) or "none installed"
+            raise DataError(f"{target}: neither a dataset folder nor an installed project (projects: {known})")
+        project = target
+    if not target and not config_file:
+        raise ConfigError("give a PROJECT, a dataset folder, or --config FILE")
+    options: dict[str, Any] = {"data": {}}
+    if root is not None:
+        options["data"]["root"] = str(root)
+    if lenient:
+        options["data"]["lenient"] = True
+    if project is None and root is not None:
+        user = load_yaml(config_file) if config_file else {}
+        given = "classes" in user or user.get("project") or any(s.split("=", 1)[0].strip() == "classes" for s in sets)
+        if not given:
+            manifest = root / "dataset.yaml"
+            classes = load_yaml(manifest).get("classes") if manifest.is_file() else None
+            if not classes:
+                raise ConfigError(
+                    f"{root}: no classes known for this dataset; pass --config FILE holding a `classes` list "
+                    f"([{{name, color: [r, g, b]}}], index order, background first), or put `classes:` in "
+                    f"{manifest}"
+                )
+            options["classes"] = classes
+    config = resolve(project, config_file, sets, options)
+    if root is not None and not config["data"]["train"]["images"]:
+        options["data"].update(detect_layout(root))
+        config = resolve(project, config_file, sets, options)
+    original_id = None
+    if config.get("project"):
+        original_id = get_registry().get("project", config["project"]).original_id
+    return config, original_id

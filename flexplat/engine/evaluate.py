@@ -1,4 +1,7 @@
-"""Evaluation of a run: honest per-class figures, cell-type accuracy, and the labelled seed metric."""
+"""Evaluation of a run: honest per-class figures, whole-object figures, object class accuracy, the seed metric.
+
+Reports name objects and their classes with the project's labels (e.g. "cell", "cell type").
+"""
 
 from __future__ import annotations
 
@@ -22,10 +25,10 @@ SEED_NOTE = (
 MIN_REGION_PIXELS = 20
 
 
-def cell_types(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tuple[int, int]]:
-    """(true type, predicted type) for each connected ground-truth cell region.
+def object_classes(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> list[tuple[int, int]]:
+    """(true class, predicted class) for each connected ground-truth object region.
 
-    Each region's true type is its majority class; its predicted type is the majority predicted
+    Each region's true class is its majority class; its predicted class is the majority predicted
     foreground class inside it, or 0 ("missed") when the model predicts background there.
     """
     import cv2
@@ -53,7 +56,7 @@ def evaluate_arrays(
     truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], class_names: Sequence[str]
 ) -> dict[str, Any]:
     """All figures for label maps and the model's softmax outputs of the same images."""
-    from flexplat.metrics import confusion_matrix, scores_from_confusion
+    from flexplat.engine.metrics import confusion_matrix, scores_from_confusion
 
     num_classes = len(class_names)
     cm = np.zeros((num_classes, num_classes), np.int64)
@@ -62,7 +65,7 @@ def evaluate_arrays(
     for truth, probs in zip(truths, probabilities, strict=True):
         pred = probs.argmax(axis=-1).astype(truth.dtype)
         cm += confusion_matrix(truth, pred, num_classes)
-        for true_type, pred_type in cell_types(truth, pred, num_classes):
+        for true_type, pred_type in object_classes(truth, pred, num_classes):
             types[true_type - 1, pred_type] += 1
         # soft pixel accuracy: mean over pixels of the probability given to the true class
         seed_scores.append(float(np.take_along_axis(probs, truth[..., None].astype(np.int64), -1).mean()))
@@ -80,12 +83,12 @@ def evaluate_arrays(
         "per_class": per_class,
         "dice_mean": scores["dice_mean"],
         "iou_mean": scores["iou_mean"],
-        "cell_dice": scores["cell_dice"],
-        "cell_iou": scores["cell_iou"],
+        "object_dice": scores["object_dice"],
+        "object_iou": scores["object_iou"],
         "pixel_accuracy": scores["pixel_accuracy"],
-        "type_accuracy": correct / regions if regions else None,
-        "cells": regions,
-        "type_confusion": {
+        "class_accuracy": correct / regions if regions else None,
+        "objects": regions,
+        "class_confusion": {
             "rows": list(class_names[1:]),
             "columns": ["missed", *class_names[1:]],
             "matrix": types.tolist(),
@@ -111,9 +114,9 @@ def evaluate_run(
     """
     from flexplat.data.io import write_png
     from flexplat.data.pipeline import load_pair_resized
-    from flexplat.engine.data import load_splits
+    from flexplat.engine.data import load_splits, report_labels
     from flexplat.engine.figures import confusion_image
-    from flexplat.engine.infer import load_model
+    from flexplat.engine.model_file import load_model
 
     console = console or Console()
     config = run.config()
@@ -141,12 +144,12 @@ def evaluate_run(
         truths.extend(mask for _, mask in loaded)
         probabilities.extend(probs)
     figures = evaluate_arrays(truths, probabilities, names)
+    figures["labels"] = report_labels(config)
     figures.update(split=split, seconds=round(time.perf_counter() - started, 2), data=str(config["data"]["root"]))
     run.write_evaluation(split, figures)
-    confusion = figures["type_confusion"]
-    picture = confusion_image(
-        np.array(confusion["matrix"]), confusion["rows"], confusion["columns"], f"cell types ({split})"
-    )
+    confusion = figures["class_confusion"]
+    title = f"{figures['labels']['class']}s ({split})"
+    picture = confusion_image(np.array(confusion["matrix"]), confusion["rows"], confusion["columns"], title)
     write_png(run.path / f"confusion_matrix_{split}.png", picture)
     return figures
 
@@ -156,18 +159,20 @@ def _fmt(value: Any) -> str:
 
 
 def render_evaluation(figures: Mapping[str, Any], console: Console) -> None:
-    """Rich tables of an evaluation: per class, summary, cell-type confusion."""
+    """Rich tables of an evaluation: per class, whole object, object class confusion (project labels)."""
+    labels = figures.get("labels", {"object": "object", "class": "object class"})
     table = Table(title=f"{figures['split']} split: {figures['images']} images", title_justify="left")
     for column in ("class", "dice", "iou"):
         table.add_column(column)
     for name, row in figures["per_class"].items():
         table.add_row(name, _fmt(row["dice"]), _fmt(row["iou"]))
     table.add_row("[bold]mean (foreground)[/]", _fmt(figures["dice_mean"]), _fmt(figures["iou_mean"]))
-    table.add_row("[bold]whole cell[/]", _fmt(figures["cell_dice"]), _fmt(figures["cell_iou"]))
+    table.add_row(f"[bold]whole {labels['object']}[/]", _fmt(figures["object_dice"]), _fmt(figures["object_iou"]))
     console.print(table)
-    console.print(f"cell-type accuracy: {_fmt(figures['type_accuracy'])} over {figures['cells']} cells")
-    confusion = figures["type_confusion"]
-    matrix = Table(title="cell types: truth (rows) x prediction (columns)", title_justify="left")
+    accuracy = _fmt(figures["class_accuracy"])
+    console.print(f"{labels['class']} accuracy: {accuracy} over {figures['objects']} {labels['object']}s")
+    confusion = figures["class_confusion"]
+    matrix = Table(title=f"{labels['class']}s: truth (rows) x prediction (columns)", title_justify="left")
     matrix.add_column("")
     for column in confusion["columns"]:
         matrix.add_column(column[:10])

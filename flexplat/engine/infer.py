@@ -4,9 +4,9 @@ For every image file in the folder (png, jpg, jpeg, bmp, tif, tiff; not recursiv
 folder receives, at the ORIGINAL image size:
 
     <stem>_mask.png      colour mask (class colours from the run's config)
-    <stem>_overlay.png   the image tinted with the mask on the cells, plus cell outlines (optional)
+    <stem>_overlay.png   the image tinted with the mask on the objects, plus their outlines (optional)
     <stem>_index.png     class-index mask, uint8 (optional)
-    summary.csv/.json    per image: size, tiled or not, predicted cell type, pixel fractions
+    summary.csv/.json    per image: size, tiled or not, predicted object class, pixel fractions
 
 Two paths, chosen per image:
 
@@ -52,7 +52,7 @@ from rich.table import Table
 
 from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
-from flexplat.engine.model_file import load_saved_model
+from flexplat.engine.model_file import load_model
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
@@ -164,22 +164,6 @@ def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path,
 
 
 # -- the model ------------------------------------------------------------------------------
-
-
-def load_model(run: RunDir) -> Any:
-    """The run's Keras model (plugins imported first so their custom objects are registered)."""
-    from flexplat.plugins import get_registry
-
-    if not run.model_path.is_file():
-        raise FlexplatError(f"{run.path}: no {run.model_path.name}; the run has not finished an epoch yet")
-    get_registry()
-    try:
-        return load_saved_model(run.model_path)
-    except Exception as exc:  # Keras raises many types; the user needs the file and a hint
-        raise FlexplatError(
-            f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "
-            f"provides model '{run.config().get('model', {}).get('name')}' installed? (`flexplat list`)"
-        ) from exc
 
 
 class Predictor:
@@ -294,7 +278,7 @@ def _row(name: str, labels: np.ndarray, tiled: bool, class_names: Sequence[str])
         "width": int(width),
         "height": int(height),
         "tiled": bool(tiled),
-        "predicted_type": predicted,
+        "predicted_class": predicted,
         "foreground_fraction": round(foreground / total, 6),
     }
     for cls, count in zip(class_names, counts, strict=True):
@@ -576,7 +560,7 @@ def _prefetched(decode: Callable[[int, Path], Any], files: Sequence[Path], ahead
 
 
 def _write_summary(summary: InferSummary, output: Path) -> None:
-    fields = ["file", "width", "height", "tiled", "predicted_type", "foreground_fraction"]
+    fields = ["file", "width", "height", "tiled", "predicted_class", "foreground_fraction"]
     fields += [f"fraction_{name}" for name in summary.classes]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
@@ -606,7 +590,7 @@ def render_summary(summary: InferSummary, console: Console) -> None:
     )
     types: dict[str, int] = {}
     for row in summary.rows:
-        types[row["predicted_type"]] = types.get(row["predicted_type"], 0) + 1
+        types[row["predicted_class"]] = types.get(row["predicted_class"], 0) + 1
     if types:
-        table.add_row("cell types", ", ".join(f"{name} {n}" for name, n in sorted(types.items())))
+        table.add_row("predicted classes", ", ".join(f"{name} {n}" for name, n in sorted(types.items())))
     console.print(table)

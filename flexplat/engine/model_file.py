@@ -1,4 +1,4 @@
-"""Loading a run's ``model.keras`` quickly, for inference and evaluation.
+"""Loading a run's ``model.keras`` quickly, for inference and evaluation (:func:`load_model`).
 
 ``keras.models.load_model`` on the 125M-parameter leukocyte FlexUNet spends most of its time on
 memory it throws away: every layer is first built with its random initializers, the weights file
@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flexplat.engine.rundir import RunDir
+from flexplat.errors import FlexplatError
 
 WEIGHTS_MEMBER = "model.weights.h5"
 _ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
@@ -223,3 +226,19 @@ def load_saved_model(path: Path) -> Any:
     except Exception:  # the standard loader below reports real problems with the file
         keras = import_keras()
         return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def load_model(run: RunDir) -> Any:
+    """The run's Keras model (plugins imported first so their custom objects are registered)."""
+    from flexplat.plugins import get_registry
+
+    if not run.model_path.is_file():
+        raise FlexplatError(f"{run.path}: no {run.model_path.name}; the run has not finished an epoch yet")
+    get_registry()
+    try:
+        return load_saved_model(run.model_path)
+    except Exception as exc:  # Keras raises many types; the user needs the file and a hint
+        raise FlexplatError(
+            f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "
+            f"provides model '{run.config().get('model', {}).get('name')}' installed? (`flexplat list`)"
+        ) from exc

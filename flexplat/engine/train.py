@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from flexplat.atomic import atomic_write_text
+from flexplat.config import require_model
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
 from flexplat.engine.rundir import RunDir
@@ -42,8 +43,8 @@ def versions() -> dict[str, str]:
 def _build_model(config: dict, num_classes: int):
     import keras
 
-    from flexplat.losses import get_loss
-    from flexplat.metrics import build_metrics
+    from flexplat.engine.losses import get_loss
+    from flexplat.engine.metrics import build_metrics
 
     spec = get_registry().get("model", config["model"]["name"])
     height, width = config["model"]["image_size"]
@@ -130,8 +131,10 @@ def train(
             console.print(f"{run.path}: no completed epoch to resume from; starting at epoch 1")
     elif config is None:
         raise FlexplatError("train() needs a config or a run folder to resume")
-    elif demo:
-        ensure_demo_data(config, console)
+    else:
+        require_model(config)
+        if demo:
+            ensure_demo_data(config, console)
 
     codec, splits = load_splits(config, console)
     if not splits["valid"]:

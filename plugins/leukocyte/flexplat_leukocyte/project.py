@@ -73,4 +73,6 @@ PROJECT = flexplat.ProjectSpec(
     original_id=original_id,
     generate=generate,
     data_hint=DATA_HINT,
+    object_label="cell",
+    class_label="cell type",
 )

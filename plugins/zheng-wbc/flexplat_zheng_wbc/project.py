@@ -31,6 +31,8 @@ PROJECT = flexplat.ProjectSpec(
     "painted with its type colour (leukocyte classes and colours)",
     config=CONFIG,
     data_hint=DATA_HINT,
+    object_label="cell",
+    class_label="cell type",
 )
 
 PARTS_PROJECT = flexplat.ProjectSpec(
@@ -38,4 +40,6 @@ PARTS_PROJECT = flexplat.ProjectSpec(
     description="Zheng et al. 2018 white blood cells (300 real images): background / cytoplasm / nucleus",
     config=PARTS_CONFIG,
     data_hint=DATA_HINT,
+    object_label="cell",
+    class_label="cell part",
 )

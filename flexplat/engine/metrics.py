@@ -7,9 +7,9 @@ the background.
 Dice and IoU use HARD predictions: each pixel gets the class of its largest probability
 (argmax), exactly as the evaluation on label maps does. They are streaming: per class, the
 intersection, true and predicted pixel counts are summed over the whole epoch (as exact integers
-in float64 variables) and the ratio is taken at the end, so a batch with few cell pixels does not
-weigh as much as a batch with many (no mean of per-batch ratios). ``cell_dice``/``cell_iou``
-score foreground-vs-background: any cell class counts as cell, whatever its type.
+in float64 variables) and the ratio is taken at the end, so a batch with few object pixels does not
+weigh as much as a batch with many (no mean of per-batch ratios). ``object_dice``/``object_iou``
+score foreground-vs-background (whole objects): any foreground class counts, whatever the class.
 
 A foreground class absent from both truth and prediction over the whole epoch has no defined
 Dice/IoU: its per-class value is NaN and it is LEFT OUT of ``dice_mean``/``iou_mean`` (NaN when
@@ -34,8 +34,8 @@ __all__ = [
     "OverlapMetric",
     "ForegroundDice",
     "ForegroundIoU",
-    "CellDice",
-    "CellIoU",
+    "ObjectDice",
+    "ObjectIoU",
     "SeedDice",
     "build_metrics",
     "metric_name",
@@ -95,7 +95,7 @@ class OverlapMetric(keras.metrics.Metric):
         self.pixels.assign_add(ops.cast(ops.shape(true)[0], "float64"))
 
     # -- derived counts ------------------------------------------------------------------------
-    def _cell_counts(self) -> tuple[Any, Any, Any]:
+    def _object_counts(self) -> tuple[Any, Any, Any]:
         """Intersection, true and predicted counts of foreground (any class but 0)."""
         true_fg = self.pixels - self.true_count[0]
         pred_fg = self.pixels - self.pred_count[0]
@@ -143,19 +143,19 @@ class ForegroundIoU(OverlapMetric):
 
 
 @keras.saving.register_keras_serializable(package="flexplat")
-class CellDice(OverlapMetric):
-    """Hard Dice of "any cell class" vs background (cell type ignored); NaN when no foreground at all."""
+class ObjectDice(OverlapMetric):
+    """Hard Dice of "any foreground class" vs background (class ignored); NaN when no foreground at all."""
 
     def result(self) -> Any:
-        return ops.cast(self._ratio("dice", *self._cell_counts()), self.dtype)
+        return ops.cast(self._ratio("dice", *self._object_counts()), self.dtype)
 
 
 @keras.saving.register_keras_serializable(package="flexplat")
-class CellIoU(OverlapMetric):
-    """Hard IoU of "any cell class" vs background."""
+class ObjectIoU(OverlapMetric):
+    """Hard IoU of "any foreground class" vs background."""
 
     def result(self) -> Any:
-        return ops.cast(self._ratio("iou", *self._cell_counts()), self.dtype)
+        return ops.cast(self._ratio("iou", *self._object_counts()), self.dtype)
 
 
 @keras.saving.register_keras_serializable(package="flexplat")
@@ -166,10 +166,10 @@ class SeedDice(keras.metrics.Metric):
     pixels and ALL classes, background included, and soft (probability) predictions; averaged
     over the images of the epoch. With one-hot truth and softmax output both sums equal H*W, so
     this is ``sum(y_true * y_pred) / (H*W)``: the mean probability given to the true class, i.e.
-    soft pixel accuracy. Background dominates it: with cells on ~2% of the pixels, a model that
-    predicts "all background" already scores ~0.98, and misclassifying every cell's type costs at
-    most those 2%. Report the foreground ``dice_mean``/``cell_dice`` instead; this number exists so
-    results can be set beside the published 0.9974.
+    soft pixel accuracy. Background dominates it: with objects on ~2% of the pixels, a model that
+    predicts "all background" already scores ~0.98, and misclassifying every object's class costs at
+    most those 2%. Report the foreground ``dice_mean``/``object_dice`` instead; this number exists so
+    results can be set beside figures the original experiments published.
     """
 
     def __init__(self, num_classes: int, name: str = "seed_dice", **kwargs: Any):
@@ -207,8 +207,8 @@ def metric_name(prefix: str, class_name: str) -> str:
 def build_metrics(class_names: list[str]) -> list[keras.metrics.Metric]:
     """The training metrics for these classes (background first).
 
-    Names in the logs: ``dice_mean``, ``iou_mean`` (foreground classes), ``cell_dice``,
-    ``cell_iou``, ``seed_dice`` (original metric, inflated, see :class:`SeedDice`) and one
+    Names in the logs: ``dice_mean``, ``iou_mean`` (foreground classes), ``object_dice``,
+    ``object_iou``, ``seed_dice`` (original metric, inflated, see :class:`SeedDice`) and one
     ``dice_<class>`` per foreground class.
     """
     n = len(class_names)
@@ -217,8 +217,8 @@ def build_metrics(class_names: list[str]) -> list[keras.metrics.Metric]:
     metrics: list[keras.metrics.Metric] = [
         ForegroundDice(n, name="dice_mean"),
         ForegroundIoU(n, name="iou_mean"),
-        CellDice(n, name="cell_dice"),
-        CellIoU(n, name="cell_iou"),
+        ObjectDice(n, name="object_dice"),
+        ObjectIoU(n, name="object_iou"),
         SeedDice(n, name="seed_dice"),
     ]
     names = [metric_name("dice", c) for c in class_names[1:]]
@@ -254,7 +254,7 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, Any]:
 
     Returns ``dice`` and ``iou`` (lists, one per class, index 0 = background shown for
     information; NaN for a class absent from truth and prediction), ``dice_mean``/``iou_mean``
-    (over present foreground classes; NaN if none), ``cell_dice``/``cell_iou`` (any foreground
+    (over present foreground classes; NaN if none), ``object_dice``/``object_iou`` (any foreground
     class vs background), ``pixel_accuracy``, ``support`` (true pixels per class) and
     ``predicted`` (predicted pixels per class). Values are plain Python numbers.
     """
@@ -269,8 +269,8 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, Any]:
     dice = _nan_ratio(2 * inter, total, present)
     iou = _nan_ratio(inter, total - inter, present)
     pixels = cm.sum()
-    cell_inter = cm[1:, 1:].sum()
-    cell_total = true[1:].sum() + pred[1:].sum()
+    object_inter = cm[1:, 1:].sum()
+    object_total = true[1:].sum() + pred[1:].sum()
 
     def mean(values: np.ndarray) -> float:
         fg = values[1:][present[1:]]
@@ -281,8 +281,8 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, Any]:
         "iou": [float(v) for v in iou],
         "dice_mean": mean(dice),
         "iou_mean": mean(iou),
-        "cell_dice": float(2 * cell_inter / cell_total) if cell_total else float("nan"),
-        "cell_iou": float(cell_inter / (cell_total - cell_inter)) if cell_total else float("nan"),
+        "object_dice": float(2 * object_inter / object_total) if object_total else float("nan"),
+        "object_iou": float(object_inter / (object_total - object_inter)) if object_total else float("nan"),
         "pixel_accuracy": float(np.trace(cm) / pixels) if pixels else float("nan"),
         "support": [int(v) for v in true],
         "predicted": [int(v) for v in pred],

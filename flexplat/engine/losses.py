@@ -26,35 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flexplat.errors import ConfigError
-from flexplat.options import Option, validate
-
-LOSSES: dict[str, str] = {
-    "categorical_crossentropy": "pixel-wise categorical cross-entropy",
-    "dice": "1 - soft Dice over foreground classes (background excluded), batch-wise",
-    "ce_dice": "categorical cross-entropy + dice_weight x Dice loss",
-    "focal": "multiclass focal loss -(1-p)^gamma log p",
-}
-"""Loss name -> one-line description."""
+from flexplat.options import validate
+from flexplat.schema import loss_options_schema
 
 EPSILON = 1e-7
 """Probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logarithms."""
-
-_CLASS_WEIGHTS = Option(None, "one weight per class, background first (null: all 1)", type=list, item_type=float)
-_SMOOTH = Option(1.0, "added to the Dice numerator and denominator", min=0.0)
-
-
-def loss_options_schema(name: str) -> dict[str, Option]:
-    """The options ``train.loss_options`` accepts for loss ``name`` (no TensorFlow import)."""
-    if name not in LOSSES:
-        raise ConfigError(f"train.loss: unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    schema = {"class_weights": _CLASS_WEIGHTS}
-    if name == "focal":
-        schema["gamma"] = Option(2.0, "focusing exponent: higher ignores easy pixels more", min=0.0)
-    if name in ("dice", "ce_dice"):
-        schema["smooth"] = _SMOOTH
-    if name == "ce_dice":
-        schema["dice_weight"] = Option(1.0, "weight of the Dice term", min=0.0)
-    return schema
 
 
 def _class_weights(weights: list[float] | None, num_classes: int) -> list[float]:

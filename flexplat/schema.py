@@ -1,0 +1,135 @@
+"""What a config may say: the core schema, augmentation and loss options (declarations only).
+
+The config layer validates against these; the data and engine layers that implement augmentation
+and losses import their option declarations from here, so the dependency points one way
+(config < data < engine). Nothing here imports NumPy or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flexplat.errors import ConfigError
+from flexplat.options import Option
+
+AUGMENT_SCHEMA: dict[str, Option] = {
+    "flip": Option(False, "random horizontal and vertical flips (each with probability 0.5)"),
+    "rot90": Option(False, "random rotation by 0/90/180/270 degrees (0/180 only when height != width)"),
+    "rotate_degrees": Option(0.0, "random rotation of up to +/- this many degrees (0 = off)", min=0.0, max=180.0),
+    "scale": Option(0.0, "random zoom by a factor 1 +/- this, e.g. 0.1 (0 = off)", min=0.0, max=0.9),
+    "translate": Option(0.0, "random shift of up to this fraction of each side (0 = off)", min=0.0, max=0.5),
+    "elastic": Option(
+        0.0,
+        "elastic deformation strength alpha in pixels, Simard-style: displacement = alpha * Gaussian-smoothed "
+        "uniform(-1, 1) noise (the original used 1300 with sigma 8-10 on 512 px images); 0 = off",
+        min=0.0,
+    ),
+    "elastic_sigma": Option(8.0, "smoothness of the elastic field: Gaussian sigma in pixels", min=1.0, max=64.0),
+    "brightness": Option(
+        0.0, "random brightness shift of up to +/- this fraction of full scale (image only)", min=0.0, max=1.0
+    ),
+    "contrast": Option(0.0, "random contrast factor 1 +/- this (image only)", min=0.0, max=1.0),
+    "saturation": Option(0.0, "random saturation factor 1 +/- this (image only)", min=0.0, max=1.0),
+    "hue": Option(
+        0.0, "random hue rotation of up to +/- this fraction of the colour circle (image only)", min=0.0, max=0.5
+    ),
+    "probability": Option(
+        1.0,
+        "chance that each enabled transform (rotation/scale/shift, elastic, each colour jitter) is applied to an "
+        "image; flips and rot90 are uniformly random anyway",
+        min=0.0,
+        max=1.0,
+    ),
+    "fill_mode": Option(
+        "reflect",
+        "how borders uncovered by rotation/zoom-out/shift are filled (the same for image and mask): reflect, "
+        "nearest, or constant (black image, background mask)",
+        choices=("reflect", "nearest", "constant"),
+    ),
+}
+
+LOSSES: dict[str, str] = {
+    "categorical_crossentropy": "pixel-wise categorical cross-entropy",
+    "dice": "1 - soft Dice over foreground classes (background excluded), batch-wise",
+    "ce_dice": "categorical cross-entropy + dice_weight x Dice loss",
+    "focal": "multiclass focal loss -(1-p)^gamma log p",
+}
+"""Loss name -> one-line description."""
+
+_CLASS_WEIGHTS = Option(None, "one weight per class, background first (null: all 1)", type=list, item_type=float)
+_SMOOTH = Option(1.0, "added to the Dice numerator and denominator", min=0.0)
+
+
+def loss_options_schema(name: str) -> dict[str, Option]:
+    """The options ``train.loss_options`` accepts for loss ``name`` (no TensorFlow import)."""
+    if name not in LOSSES:
+        raise ConfigError(f"train.loss: unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    schema = {"class_weights": _CLASS_WEIGHTS}
+    if name == "focal":
+        schema["gamma"] = Option(2.0, "focusing exponent: higher ignores easy pixels more", min=0.0)
+    if name in ("dice", "ce_dice"):
+        schema["smooth"] = _SMOOTH
+    if name == "ce_dice":
+        schema["dice_weight"] = Option(1.0, "weight of the Dice term", min=0.0)
+    return schema
+
+
+_SPLIT = {
+    "images": Option(None, "image folder or glob (e.g. train/*/images), relative to data.root", type=str),
+    "masks": Option(None, "mask folder or glob, relative to data.root", type=str),
+}
+
+SCHEMA: dict[str, Any] = {
+    "project": Option(None, "project this config belongs to (its defaults are the base layer)", type=str),
+    "classes": Option(
+        [], "classes in index order, first is background: [{name: str, color: [r, g, b]}]", item_type=dict
+    ),
+    "data": {
+        "codec": Option("rgb-mask", "dataset codec name (see `flexplat list --kind codec`)"),
+        "root": Option(None, "dataset folder; split paths are relative to it (--data)", type=str),
+        "train": _SPLIT,
+        "valid": _SPLIT,
+        "test": _SPLIT,
+        "split": {
+            "valid": Option(0.15, "fraction of originals for validation (no valid folder)", min=0.0, max=0.9),
+            "test": Option(0.15, "fraction of originals for test (no test folder)", min=0.0, max=0.9),
+            "seed": Option(0, "seed of the split by original image"),
+        },
+        "codec_options": Option({}, "options of the codec (see `flexplat info CODEC`)"),
+        "cache": Option(False, "keep decoded images in memory after the first epoch"),
+        "lenient": Option(False, "skip (and count) unusable pairs instead of stopping"),
+    },
+    "model": {
+        "name": Option(
+            None, "model name, named by the project or your config (see `flexplat list --kind model`)", type=str
+        ),
+        "image_size": Option([256, 256], "model input [height, width]", item_type=int),
+        "channels": Option(3, "input channels", min=1),
+        "options": Option({}, "options of the model (see `flexplat info MODEL`)"),
+    },
+    "train": {
+        "epochs": Option(100, "maximum epochs", min=1),
+        "batch_size": Option(2, "images per step", min=1),
+        "steps_per_epoch": Option(None, "limit steps per epoch (default: one pass)", type=int),
+        "optimizer": Option("adam", "optimizer", choices=("adam", "adamw", "sgd", "rmsprop")),
+        "learning_rate": Option(7e-5, "initial learning rate", min=0.0),
+        "clipvalue": Option(None, "clip each gradient element to +/- this value", type=float),
+        "loss": Option("categorical_crossentropy", "loss name (see README: losses)"),
+        "loss_options": Option({}, "options of the loss, e.g. class_weights"),
+        "seed": Option(42, "seed for Python, NumPy and TensorFlow"),
+        "augment": Option({}, "online augmentation options (see README: augmentation)"),
+        "monitor": Option("val_loss", "metric that picks the best model"),
+        "jit_compile": Option(False, "compile the model with XLA"),
+        "callbacks": Option({}, "callbacks by name -> options, or false to disable"),
+    },
+    "infer": {
+        "tile": Option(
+            "auto",
+            "tiled inference: auto (when larger than the model), always, never",
+            choices=("auto", "always", "never"),
+        ),
+        "tile_overlap": Option(0.25, "tile overlap as a fraction of the tile side", min=0.0, max=0.75),
+        "batch_size": Option(4, "images or tiles per prediction batch", min=1),
+        "overlay_alpha": Option(0.45, "mask opacity in overlays", min=0.0, max=1.0),
+    },
+}
