@@ -242,15 +242,16 @@ def data_check(
     Reports pairs per split, unpaired files, size mismatches, corrupt files, converted
     channels, class histograms and snapped mask colours; exits non-zero on errors.
     """
-    from flexplat.data.check import check_dataset, render
+    from flexplat.data.check import check_dataset
     from flexplat.engine.data import check_target_config
+    from flexplat.reports import render_check_report
 
     config, original_id = check_target_config(target, data_dir, config_file, sets, lenient)
     report = check_dataset(config, original_id=original_id, console=None if as_json else console())
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        render(report, console())
+        render_check_report(report, console())
     if not report.ok:
         raise click.exceptions.Exit(1)
 

@@ -118,3 +118,21 @@ def test_quick_check_samples_large_datasets(tmp_path):
     config = _config(root)
     result = quick_check(config, resolve_split_scans(config, codec()), max_decode=4)
     assert (result.checked, result.total, result.skip, result.problems) == (4, 10, [], [])
+
+
+def test_rendered_report_shortens_long_lists_and_names_snapped_masks_under_the_root(tmp_path):
+    from rich.console import Console
+
+    from flexplat.reports import render_check_report
+
+    root = _broken_dataset(tmp_path)
+    mask = io.read_image(root / "train/masks/train_004.png")
+    mask[0:3, 0:3] = (5, 5, 5)  # near background: snapped, not an error
+    io.write_png(root / "train/masks/train_004.png", mask)
+    console = Console(record=True, width=200, color_system=None)
+    render_check_report(check_dataset(_config(root)), console, max_lines=1)
+    out = console.export_text()
+    assert "Errors (3):" in out and "... and 2 more" in out
+    assert "train/masks/train_004.png" in out and str(root / "train/masks/train_004.png") not in out
+    assert "9 mask pixels snapped to the nearest class in 1 files" in out
+    assert "3 error(s) in 5 pairs" in out

@@ -1,7 +1,8 @@
 """Dataset validation: ``flexplat data check`` (full) and :func:`quick_check` (before training).
 
 Every problem is reported with the file it concerns. With ``data.lenient`` the pairs that
-cannot be used are skipped and counted instead of being errors.
+cannot be used are skipped and counted instead of being errors. The reports are plain data;
+``flexplat.reports`` renders them for the command line.
 """
 
 from __future__ import annotations
@@ -322,98 +323,3 @@ def _problem_list(problems: Iterable[str], result: QuickCheck, limit: int = 20) 
         "unusable pairs."
     )
     return "\n".join(lines)
-
-
-# -- rendering -------------------------------------------------------------------------------------
-
-
-def render(report: CheckReport, console: Any, max_lines: int = 50) -> None:
-    """Print ``report`` as rich tables: splits, classes, snapped pixels, warnings, errors."""
-    from rich.table import Table
-
-    console.print(
-        f"[bold]Dataset check[/] {report.root}  codec [cyan]{report.codec}[/]  "
-        f"{len(report.classes)} classes{'  (lenient)' if report.lenient else ''}"
-    )
-    splits = [s for s in report.splits.values() if s.pairs or s.images_without_mask or s.masks_without_image]
-    table = Table(title="Splits", title_justify="left")
-    for column in ("split", "source", "pairs", "usable", "image w/o mask", "mask w/o image", "snapped px (files)"):
-        table.add_column(column, justify="left" if column in ("split", "source") else "right")
-    for s in report.splits.values():
-        table.add_row(
-            s.name,
-            s.source,
-            str(s.pairs),
-            str(s.usable),
-            _count(len(s.images_without_mask)),
-            _count(len(s.masks_without_image)),
-            f"{s.snapped_pixels} ({len(s.snapped)})",
-        )
-    console.print(table)
-
-    classes = Table(title="Classes: pixel share (images containing the class)", title_justify="left")
-    classes.add_column("#", justify="right")
-    classes.add_column("class")
-    classes.add_column("colour")
-    for s in splits:
-        classes.add_column(s.name, justify="right")
-    if len(splits) > 1:
-        classes.add_column("all", justify="right")
-    for index, info in enumerate(report.classes):
-        r, g, b = info.color
-        cells = []
-        columns = [(s.class_pixels, s.class_images) for s in splits]
-        if len(splits) > 1:
-            columns.append(
-                (
-                    [sum(v) for v in zip(*(s.class_pixels for s in splits), strict=True)],
-                    [sum(v) for v in zip(*(s.class_images for s in splits), strict=True)],
-                )
-            )
-        for pixels, images in columns:
-            cells.append(f"{100 * pixels[index] / (sum(pixels) or 1):.2f}% ({images[index]})")
-        classes.add_row(str(index), info.name, f"[on rgb({r},{g},{b})]    [/]", *cells)
-    console.print(classes)
-
-    snapped = [(name, n) for s in splits for name, n in s.snapped.items()]
-    if snapped:
-        table = Table(title="Snapped mask pixels (colours mapped to the nearest class)", title_justify="left")
-        table.add_column(f"mask file (under {report.root})", overflow="fold")
-        table.add_column("pixels", justify="right")
-        for name, n in sorted(snapped)[:max_lines]:
-            table.add_row(_relative(name, report.root), str(n))
-        if len(snapped) > max_lines:
-            table.add_row(f"... and {len(snapped) - max_lines} more files", "")
-        console.print(table)
-
-    _print_list(console, "Warnings", "yellow", report.warnings, max_lines)
-    _print_list(console, "Errors", "red", report.errors, max_lines)
-    total = report.total_pairs
-    if snapped:
-        console.print(f"{sum(n for _, n in snapped)} mask pixels snapped to the nearest class in {len(snapped)} files")
-    if report.ok:
-        skipped = f", {len(report.skipped)} skipped (lenient)" if report.skipped else ""
-        console.print(f"[bold green]OK[/]: {total} pairs{skipped}")
-    else:
-        console.print(f"[bold red]{len(report.errors)} error(s)[/] in {total} pairs")
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return path
-
-
-def _count(n: int) -> str:
-    return f"[red]{n}[/]" if n else "0"
-
-
-def _print_list(console: Any, title: str, colour: str, items: list[str], max_lines: int) -> None:
-    if not items:
-        return
-    console.print(f"[bold {colour}]{title} ({len(items)}):[/]")
-    for item in items[:max_lines]:
-        console.print(f"  - {item}", markup=False, highlight=False, soft_wrap=True)
-    if len(items) > max_lines:
-        console.print(f"  ... and {len(items) - max_lines} more")
