@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -13,6 +15,8 @@ from flexplat.errors import FlexplatError
 from flexplat.plugins import get_system
 from flexplat.registry import KINDS
 from flexplat.version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FlexplatGroup(click.Group):
@@ -52,6 +56,16 @@ class RootGroup(FlexplatGroup):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         self._load_plugin_commands()
         return super().get_command(ctx, name)
+
+
+def config_layer_options(command: F) -> F:
+    """Add the config layers a command reads: ``--config FILE`` and repeatable ``--set KEY=VALUE``."""
+    command = click.option(
+        "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key, e.g. train.epochs=5 (repeatable)."
+    )(command)
+    return click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), help="User YAML layered on the project's defaults."
+    )(command)
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,8 +121,7 @@ def config() -> None:
 
 @config.command(name="show")
 @click.argument("project", required=False)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML layered on top.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key (repeatable).")
+@config_layer_options
 @click.option("--demo", is_flag=True, help="Include the project's demo layer.")
 def config_show(project: str | None, config_file: str | None, sets: tuple[str, ...], demo: bool) -> None:
     """Print the effective, validated config of PROJECT (and/or --config FILE) as YAML."""
@@ -151,8 +164,7 @@ def _explicit_options(data: str | None, epochs: int | None, batch_size: int | No
 
 @cli.command()
 @click.argument("project", required=False)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML layered on the project's.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key, e.g. train.epochs=5.")
+@config_layer_options
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder (data.root).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (train.epochs).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (train.batch_size).")
@@ -230,8 +242,7 @@ def data() -> None:
 @data.command(name="check")
 @click.argument("target", required=False)
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Dataset folder (data.root).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="User YAML (e.g. with classes).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one key (repeatable).")
+@config_layer_options
 @click.option("--lenient", is_flag=True, help="Count unusable pairs as skipped instead of errors.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON report instead of tables.")
 def data_check(
