@@ -17,6 +17,7 @@ import yaml
 from flexplat.errors import ConfigError
 from flexplat.options import Option, check_value, unknown_key_error, validate
 from flexplat.schema import AUGMENT_SCHEMA, SCHEMA, loss_options_schema
+from flexplat.specs import nearest_multiples
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -150,11 +151,10 @@ def _validate_model(registry: Any, model_config: dict) -> None:
     size = model_config["image_size"]
     for side, value in zip(("height", "width"), size, strict=True):
         if value % multiple:
-            lower = max(multiple, value // multiple * multiple)
+            lower, upper = nearest_multiples(value, multiple)
             raise ConfigError(
                 f"model.image_size: {side} {value} is not a multiple of {multiple} "
-                f"(required by model '{model.name}' with these options); nearest valid sizes: "
-                f"{lower} or {lower + multiple}"
+                f"(required by model '{model.name}' with these options); nearest valid sizes: {lower} or {upper}"
             )
 
 

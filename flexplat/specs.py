@@ -103,4 +103,14 @@ def classes_from_config(entries: Sequence[Mapping[str, Any]]) -> list[ClassInfo]
     return [ClassInfo(str(e["name"]), tuple(int(c) for c in e["color"])) for e in entries]
 
 
+def nearest_multiples(value: int, multiple: int) -> tuple[int, int]:
+    """The valid sides around ``value`` for a model whose sides must be multiples of ``multiple``.
+
+    The multiple at or below ``value`` (never less than ``multiple``) and the next one up,
+    e.g. ``(384, 512)`` for 500 and 128: what errors suggest instead of an invalid size.
+    """
+    lower = max(multiple, value // multiple * multiple)
+    return lower, lower + multiple
+
+
 SPEC_TYPES = {"model": ModelSpec, "codec": CodecSpec, "callback": CallbackSpec, "project": ProjectSpec}

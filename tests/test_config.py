@@ -84,3 +84,12 @@ def test_project_defaults_validate_and_model_errors_name_sizes():
         resolve("leukocyte", sets=["train.callbacks.early_stopping.patiense=3"])
     with pytest.raises(ConfigError, match=r"model.name: Unknown model 'flexunett'. Did you mean: flexunet"):
         resolve("leukocyte", sets=["model.name=flexunett"])
+
+
+@pytest.mark.parametrize(
+    ("value", "multiple", "expected"), [(500, 128, (384, 512)), (100, 128, (128, 256)), (33, 16, (32, 48))]
+)
+def test_nearest_multiples_suggest_the_valid_sides_around_an_invalid_one(value, multiple, expected):
+    from flexplat.specs import nearest_multiples
+
+    assert nearest_multiples(value, multiple) == expected
