@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 GENERATOR_NAME = "flexplat-leukocyte"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: splits drawn by flexplat.split_by_original (same seed, other members)
 
 # (file-name prefix = LISC folder name lower-cased, class name, mask colour R,G,B), class index = position + 1
 TYPES: tuple[tuple[str, str, tuple[int, int, int]], ...] = (

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import yaml
 
-from flexplat import DataError
+from flexplat import DataError, split_by_original
 from flexplat_leukocyte import warp
 from flexplat_leukocyte.classes import (
     GENERATOR_NAME,
@@ -87,28 +87,20 @@ def parse_split(text: str) -> tuple[float, float, float]:
 def split_originals(
     originals: Sequence[Original], fractions: tuple[float, float, float], seed: int
 ) -> dict[str, list[str]]:
-    """Assign ORIGINAL ids to train/valid/test, stratified by class, reproducible under ``seed``.
+    """Assign ORIGINAL ids to train/valid/test with :func:`flexplat.split_by_original`.
 
-    Per class, the ids are shuffled and cut by largest remainders, so each class follows the
-    fractions as closely as its size allows.
+    Stratified by class (each class follows the train/valid/test fractions as closely as its
+    size allows), reproducible under ``seed`` and independent of the input order: the same
+    split flexplat carves from a plain training folder. Ids are listed in natural order.
     """
-    rng = np.random.default_rng(seed)
-    result: dict[str, list[str]] = {s: [] for s in SPLITS}
-    by_class: dict[str, list[str]] = {}
-    for original in originals:
-        by_class.setdefault(original.cls, []).append(original.id)
-    for cls in sorted(by_class):
-        ids = sorted(by_class[cls], key=_natural_key)
-        order = [ids[i] for i in rng.permutation(len(ids))]
-        exact = [f * len(ids) for f in fractions]
-        counts = [int(x) for x in exact]
-        for i in sorted(range(3), key=lambda i: counts[i] - exact[i])[: len(ids) - sum(counts)]:
-            counts[i] += 1
-        start = 0
-        for split, count in zip(SPLITS, counts, strict=True):
-            result[split].extend(order[start : start + count])
-            start += count
-    return {s: sorted(ids, key=_natural_key) for s, ids in result.items()}
+    parts = split_by_original(
+        sorted(originals, key=lambda o: _natural_key(o.id)),
+        lambda o: o.id,
+        {"valid": fractions[1], "test": fractions[2]},
+        seed,
+        label=lambda o: o.cls,
+    )
+    return {s: [o.id for o in parts[s]] for s in SPLITS}
 
 
 def _natural_key(text: str) -> tuple:

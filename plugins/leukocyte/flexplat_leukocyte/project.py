@@ -9,7 +9,7 @@ from pathlib import Path
 
 import flexplat
 from flexplat import DataError
-from flexplat_leukocyte.classes import original_id
+from flexplat_leukocyte.classes import GENERATOR_VERSION, original_id
 from flexplat_leukocyte.command import generate
 
 _HERE = Path(__file__).resolve().parent
@@ -33,8 +33,9 @@ No download? Synthetic smears, same classes and layout:
 def make_demo_data(out_dir: Path, seed: int) -> Path:
     """Write the ``--demo`` dataset (synthetic smears at the demo image size) to ``out_dir``.
 
-    Does nothing if ``out_dir`` already holds this exact demo dataset; replaces an older
-    synthetic demo dataset; refuses any other non-empty folder.
+    Does nothing if ``out_dir`` already holds this exact demo dataset (same generator version,
+    renderer, count, zoom, size and seed); replaces an older synthetic demo dataset; refuses any
+    other non-empty folder.
     """
     import yaml
 
@@ -54,6 +55,7 @@ def make_demo_data(out_dir: Path, seed: int) -> Path:
         if (
             isinstance(manifest, dict)
             and manifest.get("synthetic") == wanted
+            and manifest.get("generator", {}).get("version") == GENERATOR_VERSION
             and options.get("size") == size
             and options.get("seed") == seed
         ):

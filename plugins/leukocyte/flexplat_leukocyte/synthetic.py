@@ -20,7 +20,8 @@ labelled nucleus throughout (like LISC's single-level basophil masks). Sizes are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -35,13 +36,6 @@ RENDERER_VERSION = 1  # bump when the drawing changes, so cached demo data is re
 SUPERSAMPLE = 4
 RBC_RADIUS = (14.5, 18.5)
 RBC_TEMPLATES = 12  # distinct red cells drawn per image, each reused at many positions
-CELL_RADIUS = {
-    "basophil": (23.0, 28.0),
-    "eosinophil": (27.0, 32.0),
-    "lymphocyte": (18.5, 23.5),
-    "monocyte": (31.0, 39.0),
-    "neutrophil": (26.0, 31.0),
-}
 _WHITE = 238.0
 
 
@@ -50,22 +44,6 @@ def _od(rgb: Sequence[float]) -> np.ndarray:
     return -np.log(np.asarray(rgb, np.float32) / _WHITE)
 
 
-# Stain colours at full density (R, G, B): nucleus, cytoplasm, granules.
-_NUCLEUS = {
-    "lymphocyte": _od((78, 58, 138)),
-    "monocyte": _od((128, 100, 165)),
-    "neutrophil": _od((95, 60, 140)),
-    "eosinophil": _od((100, 66, 140)),
-    "basophil": _od((95, 60, 140)),
-}
-_CYTOPLASM = {
-    "lymphocyte": _od((172, 192, 228)),
-    "monocyte": _od((184, 180, 208)),
-    "neutrophil": _od((216, 192, 218)),
-    "eosinophil": _od((228, 204, 200)),
-    "basophil": _od((185, 150, 200)),
-}
-_GRANULE = {"eosinophil": _od((226, 132, 96)), "basophil": _od((62, 28, 92)), "neutrophil": _od((200, 165, 200))}
 _RBC = (_od((206, 136, 140)), _od((168, 140, 146)))  # pink-red .. grey-mauve red cells
 _PLATELET = _od((150, 110, 175))
 _PLASMA = _od((228, 214, 222))
@@ -85,8 +63,8 @@ def render_smear(
     Returns ``(image, labels)``: a BGR uint8 image ``size x size x 3`` and uint8 part labels
     (0 background, 1 cytoplasm, 2 nucleus).
     """
-    if cls not in CELL_RADIUS:
-        raise ValueError(f"unknown leukocyte class {cls!r}; choose from {', '.join(CELL_RADIUS)}")
+    if cls not in CELL_TYPES:
+        raise ValueError(f"unknown leukocyte class {cls!r}; choose from {', '.join(CELL_TYPES)}")
     if not 0.25 <= zoom <= 4.0:
         raise ValueError(f"zoom must be within 0.25..4, got {zoom}")
     u = size / 256.0 * zoom
@@ -98,7 +76,8 @@ def render_smear(
     plasma += _streaks(rng, size, u) * rng.uniform(0.0, 1.0)
 
     # the leukocyte (geometry first: red cells keep clear of it)
-    radius = rng.uniform(*CELL_RADIUS[cls]) * u
+    look = CELL_TYPES[cls]
+    radius = rng.uniform(*look.radius) * u
     half = int(np.ceil(radius * 1.2 + 3))
     cx = rng.uniform(half, size - half - 1)
     cy = rng.uniform(half, size - half - 1)
@@ -115,9 +94,9 @@ def render_smear(
     od = cv2.transform(cv2.merge([plasma, rbc, platelets]), stains.T)  # per pixel: densities @ stains
 
     cell = [body * cyto, nucleus, granules]
-    stains = [_CYTOPLASM[cls] * stain_h, _NUCLEUS[cls] * stain_h, np.zeros(3, np.float32)]
-    if cls in _GRANULE:
-        stains[2] = _GRANULE[cls] * (stain_e if cls == "eosinophil" else stain_h)
+    stains = [look.cytoplasm * stain_h, look.nucleus * stain_h, np.zeros(3, np.float32)]
+    if look.granules is not None:
+        stains[2] = look.granules * (stain_e if look.granule_stain == "eosin" else stain_h)
     od[window] += cv2.transform(cv2.merge(cell), np.stack(stains).T)
 
     # optics: illumination x transmission, blur, noise
@@ -137,7 +116,7 @@ def render_smear(
     labels = np.zeros((size, size), np.uint8)
     cell = body > 0.5
     part = np.where(nucleus > 0.5, NUCLEUS, CYTOPLASM).astype(np.uint8)
-    if cls == "basophil":
+    if look.single_level:
         part[:] = NUCLEUS
     labels[window] = np.where(cell, part, 0)
     return image, labels
@@ -233,89 +212,207 @@ def _platelets(rng: np.random.Generator, size: int, u: float, wbc: tuple[float, 
 def _leukocyte(
     rng: np.random.Generator, cls: str, radius: float, half: int, fx: float, fy: float, u: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Body alpha, nucleus alpha, granule density and cytoplasm density on a (2*half+1)^2 patch.
+    """Body alpha, nucleus density, granule density and cytoplasm density on a (2*half+1)^2 patch.
 
-    The cell centre is at patch pixel ``(half + fx, half + fy)``.
+    The cell centre is at patch pixel ``(half + fx, half + fy)``. What differs by type comes
+    from :data:`CELL_TYPES`: the nucleus shape, the chromatin contrast and the cytoplasm.
     """
+    look = CELL_TYPES[cls]
     n = 2 * half + 1
-    xs = np.arange(n, dtype=np.float32)[None, :] - (half + fx)
-    ys = np.arange(n, dtype=np.float32)[:, None] - (half + fy)
+    body = _body(rng, n, half + fx, half + fy, radius)
+    canvas = _Canvas(n, half + fx, half + fy)
+    look.nucleus_shape(rng, canvas, radius, rng.uniform(0, 2 * np.pi))
+    nucleus = np.minimum(canvas.alpha(), body)
+
+    # chromatin: clumpy texture; lymphocytes densest, monocytes lacy
+    texture = 1.0 + look.chromatin * (
+        _smooth_noise(rng, n, 3.0 * u, -1.0, 1.0) + 0.5 * _smooth_noise(rng, n, 1.5 * u, -1.0, 1.0)
+    )
+    nucleus_density = nucleus * np.clip(texture, 0.45, 1.6)
+
+    cyto, granules, nucleus_scale = look.inside(rng, body > 0.6, nucleus, u)
+    if nucleus_scale != 1.0:
+        nucleus_density *= nucleus_scale
+    f32 = np.float32
+    return body.astype(f32), nucleus_density.astype(f32), (granules * body).astype(f32), np.clip(cyto, 0, 2).astype(f32)
+
+
+def _body(rng: np.random.Generator, n: int, cx: float, cy: float, radius: float) -> np.ndarray:
+    """Alpha of a slightly irregular disc of ``radius`` centred at patch pixel (cx, cy)."""
+    xs = np.arange(n, dtype=np.float32)[None, :] - cx
+    ys = np.arange(n, dtype=np.float32)[:, None] - cy
     dist = np.sqrt(xs * xs + ys * ys)
     phi = np.arctan2(ys, xs)
     outline = np.ones_like(phi)
     for k in (2, 3, 5):
         outline += rng.uniform(0.0, 0.035 if k < 5 else 0.012) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
-    body = np.clip(radius * outline - dist + 0.5, 0.0, 1.0)
+    return np.clip(radius * outline - dist + 0.5, 0.0, 1.0)
 
-    canvas = _Canvas(n, half + fx, half + fy)
-    rot = rng.uniform(0, 2 * np.pi)
-    r = radius
-    if cls == "lymphocyte":
-        off = rng.uniform(0.0, 0.12) * r
-        centre = (off * np.cos(rot), off * np.sin(rot))
-        canvas.ellipse(centre, (rng.uniform(0.76, 0.86) * r, rng.uniform(0.7, 0.8) * r), rng.uniform(0, 180))
-        if rng.random() < 0.35:  # a small indentation
-            canvas.circle((centre[0] + 0.75 * r * np.cos(rot), centre[1] + 0.75 * r * np.sin(rot)), 0.22 * r, 0)
-    elif cls == "monocyte":
-        if rng.random() < 0.5:  # kidney: an ellipse with a bite out of one long side
-            canvas.ellipse((0.1 * r * np.cos(rot), 0.1 * r * np.sin(rot)), (0.66 * r, 0.5 * r), np.degrees(rot) + 90)
-            bite = rng.uniform(0.28, 0.38) * r
-            canvas.circle((-(0.42 * r + 0.5 * bite) * np.cos(rot), -(0.42 * r + 0.5 * bite) * np.sin(rot)), bite, 0)
-        else:  # horseshoe: a thick arc
-            span = rng.uniform(180, 250)
-            axes = (rng.uniform(0.42, 0.5) * r, rng.uniform(0.36, 0.44) * r)
-            canvas.arc((0, 0), axes, np.degrees(rot), -span / 2, span / 2, rng.uniform(0.34, 0.44) * r)
-    elif cls == "neutrophil":
-        lobes = int(rng.integers(3, 6))
-        path_r, span = rng.uniform(0.36, 0.46) * r, np.radians(rng.uniform(130, 240))
-        angles = rot + np.linspace(-span / 2, span / 2, lobes) + rng.uniform(-0.15, 0.15, lobes)
-        centres = [(path_r * np.cos(a), path_r * np.sin(a)) for a in angles]
-        for a, c in zip(angles, centres, strict=True):
-            axes = (rng.uniform(0.25, 0.31) * r, rng.uniform(0.19, 0.25) * r)
-            canvas.ellipse(c, axes, np.degrees(a) + 90 + rng.uniform(-30, 30))
-        for c0, c1 in zip(centres, centres[1:], strict=False):
-            canvas.line(c0, c1, rng.uniform(0.05, 0.09) * r)
-    elif cls == "eosinophil":
-        d = rng.uniform(0.3, 0.4) * r
-        bend = rng.uniform(-0.12, 0.12) * r
-        nx, ny = -np.sin(rot) * bend, np.cos(rot) * bend
-        centres = [(d * np.cos(rot) + nx, d * np.sin(rot) + ny), (-d * np.cos(rot) + nx, -d * np.sin(rot) + ny)]
-        for c in centres:
-            axes = (rng.uniform(0.26, 0.33) * r, rng.uniform(0.21, 0.27) * r)
-            canvas.ellipse(c, axes, np.degrees(rot) + 90 + rng.uniform(-25, 25))
-        canvas.line(centres[0], centres[1], rng.uniform(0.05, 0.09) * r)
-    else:  # basophil: a lobed nucleus, mostly hidden by granules
-        for _ in range(int(rng.integers(2, 4))):
-            a = rng.uniform(0, 2 * np.pi)
-            canvas.ellipse((0.22 * r * np.cos(a), 0.22 * r * np.sin(a)), (0.32 * r, 0.26 * r), rng.uniform(0, 180))
-    nucleus = np.minimum(canvas.alpha(), body)
 
-    # chromatin: clumpy texture; lymphocytes densest, monocytes lacy
-    texture = 1.0 + {"monocyte": 0.35, "lymphocyte": 0.3}.get(cls, 0.25) * (
-        _smooth_noise(rng, n, 3.0 * u, -1.0, 1.0) + 0.5 * _smooth_noise(rng, n, 1.5 * u, -1.0, 1.0)
-    )
-    nucleus_density = nucleus * np.clip(texture, 0.45, 1.6)
+# --- nucleus shapes: draw into the canvas, r = cell radius, rot = the cell's random orientation ---
 
-    cyto = np.ones((n, n), np.float32)
-    granules = np.zeros((n, n), np.float32)
-    inner = body > 0.6
-    if cls == "lymphocyte":
-        cyto *= rng.uniform(0.8, 1.2)
-    elif cls == "monocyte":
-        cyto *= _smooth_noise(rng, n, 4 * u, 0.8, 1.15)
-        cyto -= 0.7 * _spots(rng, inner & (nucleus < 0.1), int(rng.integers(0, 6)), 1.6 * u, 1.0)
-    elif cls == "neutrophil":
-        granules = _spots(rng, inner, int(inner.sum() / (6.0 * u * u)), 0.7 * u, rng.uniform(0.3, 0.5))
-    elif cls == "eosinophil":
-        count = int(inner.sum() / (7.0 * u * u))
-        granules = _spots(rng, inner, count, 1.1 * u, 1.0) * np.where(nucleus > 0.5, 0.45, 1.0)
-        granules = np.minimum(granules, 1.35)
-    elif cls == "basophil":
-        count = int(inner.sum() / (7.0 * u * u))
-        granules = np.minimum(_spots(rng, inner, count, rng.uniform(1.0, 1.4) * u, 1.0), 1.3)
-        nucleus_density *= 0.5
-    f32 = np.float32
-    return body.astype(f32), nucleus_density.astype(f32), (granules * body).astype(f32), np.clip(cyto, 0, 2).astype(f32)
+
+def _lymphocyte_nucleus(rng: np.random.Generator, canvas: _Canvas, r: float, rot: float) -> None:
+    """A round nucleus filling most of the cell, sometimes with a small indentation."""
+    off = rng.uniform(0.0, 0.12) * r
+    centre = (off * np.cos(rot), off * np.sin(rot))
+    canvas.ellipse(centre, (rng.uniform(0.76, 0.86) * r, rng.uniform(0.7, 0.8) * r), rng.uniform(0, 180))
+    if rng.random() < 0.35:
+        canvas.circle((centre[0] + 0.75 * r * np.cos(rot), centre[1] + 0.75 * r * np.sin(rot)), 0.22 * r, 0)
+
+
+def _monocyte_nucleus(rng: np.random.Generator, canvas: _Canvas, r: float, rot: float) -> None:
+    """Kidney (an ellipse with a bite out of one long side) or horseshoe (a thick arc)."""
+    if rng.random() < 0.5:
+        canvas.ellipse((0.1 * r * np.cos(rot), 0.1 * r * np.sin(rot)), (0.66 * r, 0.5 * r), np.degrees(rot) + 90)
+        bite = rng.uniform(0.28, 0.38) * r
+        canvas.circle((-(0.42 * r + 0.5 * bite) * np.cos(rot), -(0.42 * r + 0.5 * bite) * np.sin(rot)), bite, 0)
+    else:
+        span = rng.uniform(180, 250)
+        axes = (rng.uniform(0.42, 0.5) * r, rng.uniform(0.36, 0.44) * r)
+        canvas.arc((0, 0), axes, np.degrees(rot), -span / 2, span / 2, rng.uniform(0.34, 0.44) * r)
+
+
+def _neutrophil_nucleus(rng: np.random.Generator, canvas: _Canvas, r: float, rot: float) -> None:
+    """3-5 lobes along an arc, joined by thin strands."""
+    lobes = int(rng.integers(3, 6))
+    path_r, span = rng.uniform(0.36, 0.46) * r, np.radians(rng.uniform(130, 240))
+    angles = rot + np.linspace(-span / 2, span / 2, lobes) + rng.uniform(-0.15, 0.15, lobes)
+    centres = [(path_r * np.cos(a), path_r * np.sin(a)) for a in angles]
+    for a, c in zip(angles, centres, strict=True):
+        axes = (rng.uniform(0.25, 0.31) * r, rng.uniform(0.19, 0.25) * r)
+        canvas.ellipse(c, axes, np.degrees(a) + 90 + rng.uniform(-30, 30))
+    for c0, c1 in zip(centres, centres[1:], strict=False):
+        canvas.line(c0, c1, rng.uniform(0.05, 0.09) * r)
+
+
+def _eosinophil_nucleus(rng: np.random.Generator, canvas: _Canvas, r: float, rot: float) -> None:
+    """Two lobes, slightly bent, joined by a strand."""
+    d = rng.uniform(0.3, 0.4) * r
+    bend = rng.uniform(-0.12, 0.12) * r
+    nx, ny = -np.sin(rot) * bend, np.cos(rot) * bend
+    centres = [(d * np.cos(rot) + nx, d * np.sin(rot) + ny), (-d * np.cos(rot) + nx, -d * np.sin(rot) + ny)]
+    for c in centres:
+        axes = (rng.uniform(0.26, 0.33) * r, rng.uniform(0.21, 0.27) * r)
+        canvas.ellipse(c, axes, np.degrees(rot) + 90 + rng.uniform(-25, 25))
+    canvas.line(centres[0], centres[1], rng.uniform(0.05, 0.09) * r)
+
+
+def _basophil_nucleus(rng: np.random.Generator, canvas: _Canvas, r: float, rot: float) -> None:
+    """2-3 overlapping lobes (mostly hidden by granules later)."""
+    for _ in range(int(rng.integers(2, 4))):
+        a = rng.uniform(0, 2 * np.pi)
+        canvas.ellipse((0.22 * r * np.cos(a), 0.22 * r * np.sin(a)), (0.32 * r, 0.26 * r), rng.uniform(0, 180))
+
+
+# --- cytoplasm: (rng, inner body mask, nucleus alpha, u) -> (cytoplasm density, granules, nucleus scale) ---
+_Inside = tuple[np.ndarray, np.ndarray, float]
+
+
+def _lymphocyte_inside(rng: np.random.Generator, inner: np.ndarray, nucleus: np.ndarray, u: float) -> _Inside:
+    """Even, pale cytoplasm of random strength; no granules."""
+    cyto = np.ones(inner.shape, np.float32)
+    cyto *= rng.uniform(0.8, 1.2)
+    return cyto, np.zeros(inner.shape, np.float32), 1.0
+
+
+def _monocyte_inside(rng: np.random.Generator, inner: np.ndarray, nucleus: np.ndarray, u: float) -> _Inside:
+    """Mottled cytoplasm with a few vacuoles (pale spots) away from the nucleus."""
+    cyto = np.ones(inner.shape, np.float32)
+    cyto *= _smooth_noise(rng, inner.shape[0], 4 * u, 0.8, 1.15)
+    cyto -= 0.7 * _spots(rng, inner & (nucleus < 0.1), int(rng.integers(0, 6)), 1.6 * u, 1.0)
+    return cyto, np.zeros(inner.shape, np.float32), 1.0
+
+
+def _neutrophil_inside(rng: np.random.Generator, inner: np.ndarray, nucleus: np.ndarray, u: float) -> _Inside:
+    """Fine, faint granules all over the cell."""
+    granules = _spots(rng, inner, int(inner.sum() / (6.0 * u * u)), 0.7 * u, rng.uniform(0.3, 0.5))
+    return np.ones(inner.shape, np.float32), granules, 1.0
+
+
+def _eosinophil_inside(rng: np.random.Generator, inner: np.ndarray, nucleus: np.ndarray, u: float) -> _Inside:
+    """Coarse granules packed everywhere, fainter over the nucleus."""
+    count = int(inner.sum() / (7.0 * u * u))
+    granules = _spots(rng, inner, count, 1.1 * u, 1.0) * np.where(nucleus > 0.5, 0.45, 1.0)
+    return np.ones(inner.shape, np.float32), np.minimum(granules, 1.35), 1.0
+
+
+def _basophil_inside(rng: np.random.Generator, inner: np.ndarray, nucleus: np.ndarray, u: float) -> _Inside:
+    """Dense dark granules over the whole cell; the nucleus underneath shows at half strength."""
+    count = int(inner.sum() / (7.0 * u * u))
+    granules = np.minimum(_spots(rng, inner, count, rng.uniform(1.0, 1.4) * u, 1.0), 1.3)
+    return np.ones(inner.shape, np.float32), granules, 0.5
+
+
+@dataclass(frozen=True)
+class CellType:
+    """How one leukocyte type is drawn (sizes for a 256-px image at zoom 1)."""
+
+    radius: tuple[float, float]  # cell radius range, px
+    nucleus: np.ndarray  # stain optical densities (R, G, B) at full density
+    cytoplasm: np.ndarray
+    granules: np.ndarray | None  # None: no granule stain
+    granule_stain: str  # which stain's per-image variation tints the granules: "hematoxylin" or "eosin"
+    chromatin: float  # contrast of the chromatin texture
+    nucleus_shape: Callable[[np.random.Generator, _Canvas, float, float], None]
+    inside: Callable[[np.random.Generator, np.ndarray, np.ndarray, float], _Inside]
+    single_level: bool = False  # labelled nucleus throughout (like LISC's basophil masks)
+
+
+CELL_TYPES: dict[str, CellType] = {
+    "basophil": CellType(
+        radius=(23.0, 28.0),
+        nucleus=_od((95, 60, 140)),
+        cytoplasm=_od((185, 150, 200)),
+        granules=_od((62, 28, 92)),
+        granule_stain="hematoxylin",
+        chromatin=0.25,
+        nucleus_shape=_basophil_nucleus,
+        inside=_basophil_inside,
+        single_level=True,
+    ),
+    "eosinophil": CellType(
+        radius=(27.0, 32.0),
+        nucleus=_od((100, 66, 140)),
+        cytoplasm=_od((228, 204, 200)),
+        granules=_od((226, 132, 96)),
+        granule_stain="eosin",
+        chromatin=0.25,
+        nucleus_shape=_eosinophil_nucleus,
+        inside=_eosinophil_inside,
+    ),
+    "lymphocyte": CellType(
+        radius=(18.5, 23.5),
+        nucleus=_od((78, 58, 138)),
+        cytoplasm=_od((172, 192, 228)),
+        granules=None,
+        granule_stain="hematoxylin",
+        chromatin=0.3,
+        nucleus_shape=_lymphocyte_nucleus,
+        inside=_lymphocyte_inside,
+    ),
+    "monocyte": CellType(
+        radius=(31.0, 39.0),
+        nucleus=_od((128, 100, 165)),
+        cytoplasm=_od((184, 180, 208)),
+        granules=None,
+        granule_stain="hematoxylin",
+        chromatin=0.35,
+        nucleus_shape=_monocyte_nucleus,
+        inside=_monocyte_inside,
+    ),
+    "neutrophil": CellType(
+        radius=(26.0, 31.0),
+        nucleus=_od((95, 60, 140)),
+        cytoplasm=_od((216, 192, 218)),
+        granules=_od((200, 165, 200)),
+        granule_stain="hematoxylin",
+        chromatin=0.25,
+        nucleus_shape=_neutrophil_nucleus,
+        inside=_neutrophil_inside,
+    ),
+}
+CELL_RADIUS = {name: look.radius for name, look in CELL_TYPES.items()}
 
 
 def _spots(rng: np.random.Generator, where: np.ndarray, count: int, sigma: float, strength: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -218,12 +219,45 @@ def test_a_failed_run_leaves_no_dataset_and_keeps_the_old_one(tmp_path):
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 
+
+def test_a_failure_cancels_the_queued_originals(tmp_path, monkeypatch):
+    """After one original fails, the queued ones are cancelled, not worked through.
+
+    Deterministic: originals after the failing one block until the pool is shut down, so
+    exactly the two workers' in-flight originals start beyond it, however threads are scheduled.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flexplat_leukocyte import dataset
+    from flexplat_leukocyte.dataset import GenerateOptions
+
+    shut_down = threading.Event()
+
+    class Pool(ThreadPoolExecutor):
+        def shutdown(self, wait=True, *, cancel_futures=False):
+            super().shutdown(wait=False, cancel_futures=cancel_futures)  # cancels what is still queued
+            shut_down.set()  # only now let the blocked originals finish
+            super().shutdown(wait=wait)
+
+    monkeypatch.setattr(dataset, "ThreadPoolExecutor", Pool)
+    calls = []
+
+    def load(original):
+        calls.append(original.id)
+        number = int(original.id.split("_")[1])
+        if number == 4:
+            raise RuntimeError("disk on fire")
+        if number > 4:
+            assert shut_down.wait(timeout=30)
+        return np.full((8, 8, 3), 200, np.uint8), np.zeros((8, 8), np.uint8)
+
     many = [Original(f"neut_{i}", "neutrophil") for i in range(1, 201)]
-    calls.clear()
-    with pytest.raises(RuntimeError):
-        write_dataset(tmp_path / "big", many, load, GenerateOptions(32), kind="test", source="-", workers=2)
-    assert len(calls) < 50  # the queue is cancelled, not worked through
-    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_dataset(
+            tmp_path / "big", many, load, GenerateOptions(8), kind="test", source="-", progress=False, workers=2
+        )
+    assert sorted(calls, key=lambda oid: int(oid.split("_")[1])) == [f"neut_{i}" for i in range(1, 7)]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unusable_pairs_are_skipped_and_reported(tmp_path):

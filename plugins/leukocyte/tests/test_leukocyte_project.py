@@ -11,24 +11,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from flexplat_leukocyte import project
-from flexplat_leukocyte.classes import original_id, type_of
+from flexplat_leukocyte.classes import GENERATOR_VERSION, class_table, original_id, type_of
 from flexplat_leukocyte.project import PROJECT
 
 from flexplat.testing import plugin_system
 
-SEED_COLOURS = [
-    ("background", (0, 0, 0)),
-    ("basophil", (0, 0, 255)),
-    ("eosinophil", (0, 255, 0)),
-    ("lymphocyte", (255, 255, 0)),
-    ("monocyte", (0, 255, 255)),
-    ("neutrophil", (255, 0, 0)),
-]
+CLASS_COLOURS = [(c["name"], tuple(c["color"])) for c in class_table()]  # the one table (classes.TYPES)
 
 
-def test_classes_and_colours_are_the_original_rgb_map():
+def test_project_classes_are_the_generator_table():
+    """The YAML config and the generator paint with the same classes, colours and order."""
     assert PROJECT.name == "leukocyte"
-    assert [(c.name, c.color) for c in PROJECT.classes] == SEED_COLOURS
+    assert [(c.name, c.color) for c in PROJECT.classes] == CLASS_COLOURS
+    assert len({color for _, color in CLASS_COLOURS}) == 6 and CLASS_COLOURS[0] == ("background", (0, 0, 0))
 
 
 def test_default_config_matches_the_published_run():
@@ -114,7 +109,7 @@ def test_info_and_generate_are_wired_into_the_cli():
         runner = CliRunner()
         info = runner.invoke(cli, ["info", "leukocyte"])
         assert info.exit_code == 0, info.output
-        for name, color in SEED_COLOURS:
+        for name, color in CLASS_COLOURS:
             assert name in info.output and f"({color[0]},{color[1]},{color[2]})" in info.output
         listed = runner.invoke(cli, ["generate", "--help"])
         assert "leukocyte" in listed.output
@@ -136,6 +131,11 @@ def test_make_demo_data_is_idempotent_and_careful(tmp_path, monkeypatch):
     assert (out / "dataset.yaml").stat().st_mtime_ns == stamp
     project.make_demo_data(out, 1)  # another seed: our own synthetic set, replaced
     assert yaml.safe_load((out / "dataset.yaml").read_text())["options"]["seed"] == 1
+    old = yaml.safe_load((out / "dataset.yaml").read_text())
+    old["generator"]["version"] = "0.9"
+    (out / "dataset.yaml").write_text(yaml.safe_dump(old))
+    project.make_demo_data(out, 1)  # written by an older generator (other splits): regenerated
+    assert yaml.safe_load((out / "dataset.yaml").read_text())["generator"]["version"] == GENERATOR_VERSION
 
     other = tmp_path / "other"
     other.mkdir()

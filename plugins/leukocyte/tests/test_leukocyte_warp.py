@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from flexplat_leukocyte import warp
+from flexplat_leukocyte.classes import TYPES
 from flexplat_leukocyte.dataset import Original, paint, palette, parse_split, split_originals
 
 CELL_BGR = (180, 30, 160)
@@ -76,8 +77,10 @@ def test_parse_augment():
 
 def test_paint_uses_exact_palette_colours():
     labels = np.array([[0, 1, 2]], np.uint8)
-    assert paint(labels, "monocyte", parts=False)[0].tolist() == [[0, 0, 0], [255, 255, 0], [255, 255, 0]]  # BGR
-    assert paint(labels, "neutrophil", parts=True)[0].tolist() == [[0, 0, 0], [0, 0, 127], [0, 0, 255]]
+    bgr = {name: list(color[::-1]) for _, name, color in TYPES}
+    assert paint(labels, "monocyte", parts=False)[0].tolist() == [[0, 0, 0], bgr["monocyte"], bgr["monocyte"]]
+    half = [c // 2 for c in bgr["neutrophil"]]  # parts: cytoplasm at half intensity, nucleus in the type colour
+    assert paint(labels, "neutrophil", parts=True)[0].tolist() == [[0, 0, 0], half, bgr["neutrophil"]]
     assert palette(False).shape == (6, 3) and palette(True).shape == (11, 3)
 
 
