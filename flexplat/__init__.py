@@ -1,7 +1,8 @@
 """flexplat: a plugin-based image segmentation platform on TensorFlow/Keras 3.
 
-This module is the public API for plugins (see docs/writing-plugins.md). Light names are
-imported eagerly; names that need NumPy/OpenCV/TensorFlow load on first access, so that
+This module is the public API for plugins: the names in ``__all__``, each documented in
+docs/writing-plugins.md ("The public API"). Light names are imported eagerly; names that need
+NumPy/OpenCV/TensorFlow, and the ``flexplat.testing`` helpers, load on first access, so that
 ``import flexplat`` stays fast.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from flexplat.config import load_yaml
 from flexplat.config import merge as merge_configs
+from flexplat.config import resolve as resolve_config
 from flexplat.errors import ConfigError, DataError, FlexplatError, RegistryError
 from flexplat.hookspecs import hookimpl
 from flexplat.options import Option
@@ -19,8 +21,10 @@ from flexplat.options import validate as validate_options
 from flexplat.specs import CallbackSpec, ClassInfo, CodecSpec, ModelSpec, ProjectSpec
 from flexplat.version import __version__
 
-# name -> module that defines it (imported on first attribute access)
+# name -> module that defines it (imported on first attribute access); a name that is its own
+# module's last part (``testing``) is that module
 _LAZY = {
+    "get_registry": "flexplat.plugins",
     "Codec": "flexplat.data.codec",
     "Pair": "flexplat.data.codec",
     "PairScan": "flexplat.data.codec",
@@ -32,6 +36,7 @@ _LAZY = {
     "colorize": "flexplat.data.io",
     "split_by_original": "flexplat.data.splits",
     "RunContext": "flexplat.engine.context",
+    "testing": "flexplat.testing",
 }
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "hookimpl",
     "load_yaml",
     "merge_configs",
+    "resolve_config",
     "Option",
     "validate_options",
     "ModelSpec",
@@ -58,6 +64,12 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flexplat' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names including the lazy ones (``dir(flexplat)``, tab completion)."""
+    return sorted({*globals(), *_LAZY})

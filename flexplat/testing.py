@@ -1,12 +1,27 @@
-"""Helpers for testing flexplat and its plugins (public, documented in docs/writing-plugins.md)."""
+"""Helpers for testing flexplat and its plugins: public (``flexplat.testing``), each name in
+``__all__`` documented in docs/writing-plugins.md."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from flexplat.plugins import DEFAULT_PLUGINS, PluginSystem, set_system
+from flexplat.plugins import DEFAULT_PLUGINS, PluginSystem, get_registry, set_system
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+__all__ = [
+    "plugin_system",
+    "invoke",
+    "sample_classes",
+    "make_pair",
+    "write_dataset",
+    "write_rgb_dataset",
+    "write_index_dataset",
+    "dataset_config",
+]
 
 
 @contextlib.contextmanager
@@ -27,6 +42,19 @@ def plugin_system(
         yield system
     finally:
         set_system(previous)
+
+
+def invoke(args: Sequence[str], **kwargs: Any) -> Result:
+    """Run ``flexplat ARGS`` in this process with click's ``CliRunner``; returns its ``Result``.
+
+    The command sees the current plugin system (use it inside :func:`plugin_system`). ``kwargs``
+    go to ``CliRunner.invoke``, e.g. ``input=``, ``env=``, ``catch_exceptions=``, ``terminal_width=``.
+    """
+    from click.testing import CliRunner
+
+    from flexplat.cli import cli
+
+    return CliRunner().invoke(cli, list(args), **kwargs)
 
 
 # -- tiny generated datasets ----------------------------------------------------------------------
@@ -81,19 +109,22 @@ def write_dataset(
     seed: int = 0,
     splits: tuple[str, ...] = ("train",),
     codec: str = "rgb-mask",
+    codec_options: Mapping[str, Any] | None = None,
 ):
     """Write ``n`` synthetic pairs per split to ``root/<split>/images|masks/<split>_<i>.png``.
 
-    ``codec`` is ``"rgb-mask"`` (colour masks) or ``"index-mask"``; foreground classes cycle
+    ``codec`` names a registered codec that can write: ``"rgb-mask"`` (colour masks),
+    ``"index-mask"`` or a plugin's, built with ``codec_options``. Foreground classes cycle
     1, 2, ... so every class appears when ``n >= len(classes) - 1``. Returns ``root`` (a Path).
     """
     from pathlib import Path
 
-    from flexplat.data.codecs import IndexMaskCodec, RgbMaskCodec
+    from flexplat.options import validate
 
     root = Path(root)
     infos = _class_infos(classes)
-    writer = {"rgb-mask": RgbMaskCodec, "index-mask": IndexMaskCodec}[codec](infos, {})
+    spec = get_registry().get("codec", codec)
+    writer = spec.factory(infos, validate(spec.options, dict(codec_options or {}), "codec_options"))
     for s, split in enumerate(splits):
         for i in range(n):
             cls = 1 + i % (len(infos) - 1) if len(infos) > 1 else 0
