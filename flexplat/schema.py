@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from flexplat.errors import ConfigError
-from flexplat.options import Option
+from flexplat.options import Option, validate
 
 AUGMENT_SCHEMA: dict[str, Option] = {
     "flip": Option(False, "random horizontal and vertical flips (each with probability 0.5)"),
     "rot90": Option(False, "random rotation by 0/90/180/270 degrees (0/180 only when height != width)"),
     "rotate_degrees": Option(0.0, "random rotation of up to +/- this many degrees (0 = off)", min=0.0, max=180.0),
-    "scale": Option(0.0, "random zoom by a factor 1 +/- this, e.g. 0.1 (0 = off)", min=0.0, max=0.9),
+    "scale": Option(
+        0.0,
+        "scale jitter: random zoom by a factor drawn from 1 +/- this, in and out, image and mask alike, e.g. 0.2 "
+        "= 0.8..1.2x (0 = off)",
+        min=0.0,
+        max=0.9,
+    ),
     "translate": Option(0.0, "random shift of up to this fraction of each side (0 = off)", min=0.0, max=0.5),
     "elastic": Option(
         0.0,
@@ -33,10 +39,52 @@ AUGMENT_SCHEMA: dict[str, Option] = {
     "hue": Option(
         0.0, "random hue rotation of up to +/- this fraction of the colour circle (image only)", min=0.0, max=0.5
     ),
+    "hed_scale": Option(
+        0.0,
+        "stain jitter (Tellez et al. 2018): each of the haematoxylin, eosin and DAB concentrations from "
+        "Ruifrok-Johnston colour deconvolution is multiplied by a factor drawn from 1 +/- this (image only; "
+        "Tellez: 0.05 light, 0.2 strong)",
+        min=0.0,
+        max=1.0,
+    ),
+    "hed_shift": Option(
+        0.0,
+        "stain jitter: each H, E, D concentration is shifted by up to +/- this, in natural-log optical density "
+        "-ln(I/I0) (0.05 changes a white pixel's light by at most 5 %; Tellez: 0.05 light, 0.2 strong; image only)",
+        min=0.0,
+        max=1.0,
+    ),
+    "gamma": Option(
+        0.0,
+        "random gamma: the 0..1 image is raised to a power drawn log-uniformly from [1/(1+g), 1+g], e.g. 0.3 "
+        "gives 0.77..1.3 (image only)",
+        min=0.0,
+        max=2.0,
+    ),
+    "blur_sigma": Option(
+        0.0,
+        "random Gaussian blur (defocus): sigma drawn uniformly from 0..this, in pixels (image only)",
+        min=0.0,
+        max=5.0,
+    ),
+    "noise_std": Option(
+        0.0,
+        "random additive Gaussian noise: per-image standard deviation drawn uniformly from 0..this, as a "
+        "fraction of full scale (0.02 = 5 grey levels of 255; image only)",
+        min=0.0,
+        max=0.5,
+    ),
+    "jpeg_quality": Option(
+        0,
+        "random JPEG compression: quality drawn uniformly from [this, 100] (1..100; lower is harsher, e.g. 50); "
+        "0 = off (image only)",
+        min=0,
+        max=100,
+    ),
     "probability": Option(
         1.0,
-        "chance that each enabled transform (rotation/scale/shift, elastic, each colour jitter) is applied to an "
-        "image; flips and rot90 are uniformly random anyway",
+        "chance that each enabled transform (rotation/scale/shift, elastic, each colour, stain, gamma, blur, "
+        "noise and JPEG transform) is applied to an image; flips and rot90 are uniformly random anyway",
         min=0.0,
         max=1.0,
     ),
@@ -74,6 +122,56 @@ def loss_options_schema(name: str) -> dict[str, Option]:
     return schema
 
 
+STAIN_METHODS = ("none", "reinhard", "macenko")
+
+STAIN_TARGET_SCHEMA: dict[str, Option] = {
+    "lab_mean": Option(
+        [73.87, 3.56, 12.99], "Reinhard: target mean of CIELAB L* (0..100), a*, b* over an image", item_type=float
+    ),
+    "lab_std": Option(
+        [19.16, 12.89, 13.18], "Reinhard: target standard deviation of L*, a*, b* (each > 0)", item_type=float
+    ),
+    "hematoxylin_od": Option(
+        [0.647, 0.624, 0.439],
+        "Macenko: haematoxylin stain vector, optical density of R, G, B (>= 0, normalised)",
+        item_type=float,
+    ),
+    "eosin_od": Option(
+        [0.348, 0.913, 0.213], "Macenko: eosin stain vector, optical density of R, G, B", item_type=float
+    ),
+    "max_concentrations": Option(
+        [1.05, 2.344],
+        "Macenko: target 99th-percentile concentration of haematoxylin and eosin (natural-log optical density)",
+        item_type=float,
+    ),
+}
+"""``data.stain_norm.target``. Defaults: fitted (flexplat.data.stain.fit_target) on the 300 Zheng ds1 and 26
+KRD-WBC sample blood smears, each dataset weighted equally; fit your own from your reference images."""
+
+_STAIN_LENGTHS = {"lab_mean": 3, "lab_std": 3, "hematoxylin_od": 3, "eosin_od": 3, "max_concentrations": 2}
+
+
+def check_stain_target(target: Any, path: str = "data.stain_norm.target") -> dict:
+    """``target`` validated against :data:`STAIN_TARGET_SCHEMA`, defaults filled, lengths and signs checked."""
+    values = validate(STAIN_TARGET_SCHEMA, target, path)
+    for key, length in _STAIN_LENGTHS.items():
+        value = values[key]
+        if len(value) != length:
+            raise ConfigError(f"{path}.{key}: must be a list of {length} numbers, got {value!r}")
+        if key in ("lab_std", "max_concentrations") and min(value) <= 0:
+            raise ConfigError(f"{path}.{key}: every value must be positive, got {value!r}")
+        if key.endswith("_od") and (min(value) < 0 or max(value) <= 0):
+            raise ConfigError(f"{path}.{key}: must be non-negative and not all 0, got {value!r}")
+    return values
+
+
+def check_stain_norm(values: Any, path: str = "data.stain_norm") -> dict:
+    """``data.stain_norm`` validated: ``{method, target}``, defaults filled, the target's lists checked."""
+    checked = validate(SCHEMA["data"]["stain_norm"], values, path)
+    checked["target"] = check_stain_target(checked["target"], f"{path}.target")
+    return checked
+
+
 _SPLIT = {
     "images": Option(None, "image folder or glob (e.g. train/*/images), relative to data.root", type=str),
     "masks": Option(None, "mask folder or glob, relative to data.root", type=str),
@@ -98,6 +196,15 @@ SCHEMA: dict[str, Any] = {
         "codec_options": Option({}, "options of the codec (see `flexplat info CODEC`)"),
         "cache": Option(False, "keep decoded images in memory after the first epoch"),
         "lenient": Option(False, "skip (and count) unusable pairs instead of stopping"),
+        "stain_norm": {
+            "method": Option(
+                "none",
+                "stain normalisation of every image before augmentation (training) and before prediction "
+                "(evaluate, infer): none, reinhard (CIELAB mean/std) or macenko (stain vectors)",
+                choices=STAIN_METHODS,
+            ),
+            "target": STAIN_TARGET_SCHEMA,
+        },
     },
     "model": {
         "name": Option(

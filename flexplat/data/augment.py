@@ -4,9 +4,16 @@ Every option defaults to OFF, so ``train.augment: {}`` trains on the data as sto
 what suits the data, e.g. ``{flip: true, rot90: true, rotate_degrees: 15, scale: 0.1,
 brightness: 0.1, contrast: 0.1}``. Geometric transforms use the SAME random parameters for
 image and mask (bilinear for the image, nearest-neighbour for the mask, so no new class
-values appear); colour jitter touches the image only. Randomness is stateless: the output
-depends only on ``seed`` and the per-element ``key`` the input pipeline passes, so a run is
-reproducible and every epoch still sees new variants.
+values appear); every other transform touches the image only. Randomness is stateless: the
+output depends only on ``seed`` and the per-element ``key`` the input pipeline passes, so a run
+is reproducible and every epoch still sees new variants.
+
+Order, following how a slide becomes a file: geometry (flips, rot90, rotation/zoom/shift,
+elastic); stain (HED jitter: Ruifrok-Johnston colour deconvolution, per-stain scale and shift,
+Tellez et al. 2018); optics (Gaussian blur); camera (brightness, contrast, saturation, hue,
+gamma, Gaussian noise); storage (JPEG). The stain, blur, gamma, noise and JPEG transforms draw
+from random streams of their own, so switching them on leaves the draws of the others - and
+so the augmentations of existing configs - unchanged.
 
 The options are declared in :data:`flexplat.schema.AUGMENT_SCHEMA`; TensorFlow is imported only
 inside :func:`augment_fn`.
@@ -18,12 +25,19 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from flexplat.options import validate
 from flexplat.schema import AUGMENT_SCHEMA
 
 _AFFINE = ("rotate_degrees", "scale", "translate")
 _STREAMS = 24  # random scalars available per element (17 used at most)
-_COLOUR = ("brightness", "contrast", "saturation", "hue")
+_EXTRA_STREAMS = 16  # a second set for stain, blur, gamma, noise, JPEG (13 used at most)
+_SETTINGS = ("probability", "elastic_sigma", "fill_mode")  # tune transforms; switch none on
+
+# Ruifrok & Johnston 2001 stain OD vectors (rows: haematoxylin, eosin, DAB), as scikit-image's rgb2hed
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 
 
 def is_enabled(options: Mapping[str, Any] | None) -> bool:
@@ -31,7 +45,7 @@ def is_enabled(options: Mapping[str, Any] | None) -> bool:
     if not options:
         return False
     values = validate(AUGMENT_SCHEMA, options, "train.augment")
-    return bool(values["flip"] or values["rot90"] or values["elastic"] or any(values[k] for k in _AFFINE + _COLOUR))
+    return any(bool(value) for key, value in values.items() if key not in _SETTINGS)
 
 
 def augment_fn(options: Mapping[str, Any] | None, seed: int) -> Callable[..., tuple[Any, Any]]:
@@ -56,8 +70,13 @@ def augment_fn(options: Mapping[str, Any] | None, seed: int) -> Callable[..., tu
         img = tf.cast(image, tf.float32)
         msk = tf.cast(mask if mask_rank == 3 else mask[..., None], tf.int32)
         key = tf.constant(0, tf.int64) if key is None else tf.cast(tf.reshape(key, []), tf.int64)
-        keys = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), key]), num=_STREAMS + 1)
-        uniform = _Uniform(keys)
+        base = tf.stack([tf.constant(seed, tf.int64), key])
+        keys = tf.random.experimental.stateless_split(base, num=_STREAMS + 1)
+        uniform = _Uniform(keys, _STREAMS)
+        extra_keys = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(base, 1), num=_EXTRA_STREAMS + 1
+        )
+        extra = _Uniform(extra_keys, _EXTRA_STREAMS)
 
         if opts["flip"]:
             img, msk = _maybe(uniform() < 0.5, lambda a, b: (a[:, ::-1], b[:, ::-1]), img, msk)
@@ -81,7 +100,9 @@ def augment_fn(options: Mapping[str, Any] | None, seed: int) -> Callable[..., tu
                 img,
                 msk,
             )
+        img = _stain_and_optics(img, opts, extra, p)
         img = _colour(img, opts, uniform, p)
+        img = _camera_and_storage(img, opts, extra, p, extra_keys[_EXTRA_STREAMS])
 
         img = tf.clip_by_value(img, 0.0, 255.0)
         if in_dtype.is_integer:
@@ -94,16 +115,18 @@ def augment_fn(options: Mapping[str, Any] | None, seed: int) -> Callable[..., tu
 
 
 class _Uniform:
-    """Successive stateless uniform [0, 1) scalars from a fixed list of seeds."""
+    """Successive stateless uniform [0, 1) scalars from a fixed list of seeds (``limit`` of them;
+    the key after them is reserved for a per-pixel field: elastic, noise)."""
 
-    def __init__(self, keys) -> None:
+    def __init__(self, keys, limit: int) -> None:
         self.keys = keys
+        self.limit = limit
         self.used = 0
 
     def __call__(self):
         import tensorflow as tf
 
-        if self.used >= _STREAMS:  # keys[_STREAMS] is reserved for the elastic field
+        if self.used >= self.limit:
             raise RuntimeError("augment: out of random streams")
         value = tf.random.stateless_uniform([], seed=self.keys[self.used])
         self.used += 1
@@ -213,3 +236,88 @@ def _colour(img, opts: Mapping[str, Any], uniform: _Uniform, p: float):
             rgb = tf.image.adjust_hue(rgb, gated(opts["hue"]))
         img = rgb * 255.0
     return img
+
+
+def rgb_to_hed(img):
+    """Ruifrok-Johnston colour deconvolution of a float 0..255 RGB image into H, E, D
+    concentrations in natural-log optical density, OD = -ln((I + 1) / 256) (0 for white).
+    Nothing is clipped, so :func:`hed_to_rgb` inverts it exactly."""
+    import tensorflow as tf
+
+    od = -tf.math.log((img + 1.0) / 256.0)
+    return tf.tensordot(od, tf.constant(HED_FROM_RGB, tf.float32), 1)
+
+
+def hed_to_rgb(stains):
+    """The inverse of :func:`rgb_to_hed`: float RGB on the 0..255 scale (not clipped)."""
+    import tensorflow as tf
+
+    od = tf.tensordot(stains, tf.constant(RGB_FROM_HED, tf.float32), 1)
+    return 256.0 * tf.exp(-od) - 1.0
+
+
+def _stain_and_optics(img, opts: Mapping[str, Any], uniform: _Uniform, p: float):
+    """HED stain jitter (scale and shift each stain's OD), then Gaussian blur of random sigma."""
+    import tensorflow as tf
+
+    if (opts["hed_scale"] > 0 or opts["hed_shift"] > 0) and img.shape[-1] == 3:
+        on = uniform() < p
+        scale = 1.0 + (2 * tf.stack([uniform() for _ in range(3)]) - 1) * opts["hed_scale"]
+        shift = (2 * tf.stack([uniform() for _ in range(3)]) - 1) * opts["hed_shift"]
+        img = tf.cond(
+            on, lambda: hed_to_rgb(rgb_to_hed(tf.clip_by_value(img, 0.0, 255.0)) * scale + shift), lambda: img
+        )
+    if opts["blur_sigma"] > 0:
+        on = uniform() < p
+        sigma = uniform() * opts["blur_sigma"]
+        img = tf.cond(on, lambda: _blur(img, sigma, opts["blur_sigma"]), lambda: img)
+    return img
+
+
+def _blur(img, sigma, max_sigma: float):
+    """Separable Gaussian blur with a tensor ``sigma`` (0 = identity), mirrored borders."""
+    import tensorflow as tf
+
+    radius = max(1, int(math.ceil(3 * max_sigma)))
+    for side in img.shape[:2]:
+        if side is not None:
+            radius = min(radius, side - 1)
+    if radius < 1:
+        return img
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-(x**2) / (2 * tf.maximum(sigma, 1e-3) ** 2))
+    kernel = kernel / tf.reduce_sum(kernel)
+    channels = img.shape[-1]
+    padded = tf.pad(img[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
+    ky = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    kx = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
+    out = tf.nn.depthwise_conv2d(padded, ky, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(out, kx, [1, 1, 1, 1], "VALID")[0]
+
+
+def _camera_and_storage(img, opts: Mapping[str, Any], uniform: _Uniform, p: float, noise_seed):
+    """Gamma, additive Gaussian noise of random strength, then JPEG at a random quality."""
+    import tensorflow as tf
+
+    if opts["gamma"] > 0:
+        on = tf.cast(uniform() < p, tf.float32)
+        gamma = tf.exp(on * (2 * uniform() - 1) * math.log1p(opts["gamma"]))
+        img = 255.0 * tf.pow(tf.clip_by_value(img / 255.0, 0.0, 1.0), gamma)
+    if opts["noise_std"] > 0:
+        on = tf.cast(uniform() < p, tf.float32)
+        std = on * uniform() * opts["noise_std"] * 255.0
+        img = img + std * tf.random.stateless_normal(tf.shape(img), seed=noise_seed)
+    if opts["jpeg_quality"] > 0 and img.shape[-1] in (1, 3):
+        on = uniform() < p
+        low = int(opts["jpeg_quality"])
+        quality = tf.minimum(low + tf.cast(tf.floor(uniform() * (101 - low)), tf.int32), 100)
+        img = tf.cond(on, lambda: _jpeg(img, quality), lambda: img)
+    return img
+
+
+def _jpeg(img, quality):
+    import tensorflow as tf
+
+    rgb = tf.clip_by_value(img / 255.0, 0.0, 1.0)
+    out = tf.image.adjust_jpeg_quality(rgb, quality)
+    return tf.reshape(out, tf.shape(img)) * 255.0

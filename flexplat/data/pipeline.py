@@ -1,4 +1,4 @@
-"""The streaming tf.data input pipeline: file list -> decode -> resize -> augment -> batch.
+"""The streaming tf.data input pipeline: file list -> decode -> stain-normalise -> resize -> augment -> batch.
 
 Only file paths live in the dataset; images are decoded on demand by parallel workers and
 dropped after use, so memory does not grow with the number of images (unless ``cache=True``).
@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from flexplat.data.codec import Codec, Pair
+from flexplat.data.stain import normalize
 from flexplat.errors import DataError
+from flexplat.schema import check_stain_norm
 
 TRIM_EVERY = 64  # decoded pairs between two malloc_trim calls (glibc)
 
@@ -35,11 +37,16 @@ def _malloc_trim() -> Callable[[], Any]:
     return lambda: trim(0)
 
 
-def load_pair_resized(pair: Pair, codec: Codec, image_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``pair`` and resize to ``image_size`` (H, W): bilinear image, NEAREST mask.
+def load_pair_resized(
+    pair: Pair, codec: Codec, image_size: Sequence[int], stain_norm: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``pair``, stain-normalise the image, and resize to ``image_size`` (H, W): bilinear
+    image, NEAREST mask.
 
-    Returns ``(image uint8 H x W x 3 RGB, mask uint8 H x W class indices)``. An image and mask
-    of different sizes raise DataError naming both files.
+    ``stain_norm``: the ``data.stain_norm`` config (``{method, target}``; ``None`` or method
+    ``none``: no normalisation), applied to the whole image at its stored size, as inference does
+    before tiling. Returns ``(image uint8 H x W x 3 RGB, mask uint8 H x W class indices)``. An
+    image and mask of different sizes raise DataError naming both files.
     """
     image = codec.read_image(pair)
     mask = codec.read_mask(pair).mask
@@ -48,6 +55,8 @@ def load_pair_resized(pair: Pair, codec: Codec, image_size: Sequence[int]) -> tu
             f"{pair.image} is {image.shape[1]}x{image.shape[0]} but its mask {pair.mask} is "
             f"{mask.shape[1]}x{mask.shape[0]} (width x height); image and mask must have the same size"
         )
+    if stain_norm and stain_norm.get("method", "none") != "none":
+        image = normalize(image, stain_norm["method"], stain_norm.get("target"))
     height, width = int(image_size[0]), int(image_size[1])
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -69,6 +78,7 @@ def make_dataset(
     one_hot: bool = True,
     drop_remainder: bool = False,
     repeat: bool = False,
+    stain_norm: Mapping[str, Any] | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(images, targets)`` batches streamed from ``pairs``.
 
@@ -78,6 +88,8 @@ def make_dataset(
     epoch from ``seed``; ``augment`` (``train.augment`` options) is applied after resizing,
     with per-element randomness that is new every epoch yet reproducible from ``seed``.
     ``cache=True`` keeps decoded, resized (not augmented) pairs in memory after the first pass.
+    ``stain_norm`` (the ``data.stain_norm`` config, checked here so a bad target fails before
+    training starts) normalises each image as it is decoded, before resizing and augmentation.
     """
     import tensorflow as tf
 
@@ -88,6 +100,7 @@ def make_dataset(
         raise DataError("no image/mask pairs to build a dataset from; check the data folders (flexplat data check)")
     height, width = int(image_size[0]), int(image_size[1])
     autotune = tf.data.AUTOTUNE
+    stain = check_stain_norm(stain_norm) if stain_norm else None
 
     counter = itertools.count(1)
     trim = _malloc_trim()
@@ -95,7 +108,7 @@ def make_dataset(
     def load(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if next(counter) % TRIM_EVERY == 0:
             trim()
-        return load_pair_resized(pairs[int(index)], codec, (height, width))
+        return load_pair_resized(pairs[int(index)], codec, (height, width), stain)
 
     def decode(index):
         image, mask = tf.numpy_function(load, [index], [tf.uint8, tf.uint8], stateful=False)
