@@ -105,5 +105,5 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON atomically (temp file in the same folder, then replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -140,7 +140,7 @@ def child_prepare(work: Path, setup: dict) -> None:
     side = setup["tiled_model_size"]
     for i in range(max(setup["counts"])):
         write_png(work / "count_images" / f"c_{i:03d}.png", cell_image(rng, side, side))
-    (work / "prepared.json").write_text(json.dumps({"setup": setup, "models": info}, indent=2))
+    write_json(work / "prepared.json", {"setup": setup, "models": info})
     emit({"models": info})
 
 

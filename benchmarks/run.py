@@ -59,146 +59,175 @@ def preset_flops() -> dict[str, Any]:
     return figures
 
 
-def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | None]]:
-    """(group, measure, value, target, met) for the summary table; met None = reported only."""
-    out: list[tuple[str, str, str, str, bool | None]] = []
-    inf = results.get("inference")
-    if inf:
-        s, p, f = inf["startup"], inf["per_image"], inf["flops"]
-        out.append(
-            (
-                "1 start-up",
-                "to 1st prediction, flexplat / original-style",
-                f"{s['flexplat_s']:.1f} / {s['original_s']:.1f} s = {s['ratio']:.2f}",
-                "<= 0.5",
-                s["ratio"] <= 0.5,
-            )
+Row = tuple[str, str, str, str, bool | None]
+"""(group, measure, value, target, met) of the summary table; met None = reported only."""
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """The summary table's rows, group by group, from the results the scripts wrote."""
+    inf = results.get("inference") or {}
+    train = results.get("training") or {}
+    return [
+        *(inference_rows(inf) if inf else []),
+        *training_memory_rows(train.get("memory")),
+        *training_speed_rows(train.get("speed")),
+        *flops_rows(results.get("flops")),
+        *zheng_rows(results.get("zheng")),
+        *tiled_rows(inf.get("tiled")),
+        *count_rows(inf),
+    ]
+
+
+def inference_rows(inf: dict[str, Any]) -> list[Row]:
+    """Groups 1 and 2: start-up, per-image overhead and the fraction of the FLOP ceiling."""
+    s, p, f = inf["startup"], inf["per_image"], inf["flops"]
+    return [
+        (
+            "1 start-up",
+            "to 1st prediction, flexplat / original-style",
+            f"{s['flexplat_s']:.1f} / {s['original_s']:.1f} s = {s['ratio']:.2f}",
+            "<= 0.5",
+            s["ratio"] <= 0.5,
+        ),
+        (
+            "2 inference",
+            "per image, flexplat / pure forward pass",
+            f"{p['flexplat_s']:.3f} / {p['forward_s']:.3f} s = {1 + p['overhead_vs_forward']:.2f}",
+            "<= 1.10",
+            p["overhead_vs_forward"] <= 0.10,
+        ),
+        (
+            "2 inference",
+            "time outside model calls (same process)",
+            f"{p['outside_model_fraction']:.1%}",
+            "<= 10 %",
+            p["outside_model_fraction"] <= 0.10,
+        ),
+        (
+            "2 inference",
+            "per image, flexplat / original-style",
+            f"{p['flexplat_s']:.3f} / {p['original_s']:.3f} s = {1 / p['speedup_vs_original']:.2f}",
+            "<= 1",
+            p["speedup_vs_original"] >= 1.0,
+        ),
+        (
+            "2 inference",
+            "fraction of the FLOP ceiling, flexplat (forward)",
+            f"{f['flexplat_fraction']:.2f} ({f['forward_fraction']:.2f}) of {f['ceiling_flops'] / 1e9:.0f} GFLOP/s",
+            ">= 0.6 (goal)",
+            f["flexplat_fraction"] >= 0.6,
+        ),
+    ]
+
+
+def training_memory_rows(memory: dict[str, Any] | None) -> list[Row]:
+    """Group 3: peak RSS growth from 200 to 2,000 training images."""
+    if not memory:
+        return []
+    growth = memory["growth"]
+    return [
+        (
+            "3 training memory",
+            "peak RSS 2,000 / 200 images, flexplat (original-style)",
+            f"{growth['flexplat']:.3f} ({growth['original']:.2f})",
+            "< 1.10",
+            growth["flexplat"] < 1.10,
         )
-        out.append(
-            (
-                "2 inference",
-                "per image, flexplat / pure forward pass",
-                f"{p['flexplat_s']:.3f} / {p['forward_s']:.3f} s = {1 + p['overhead_vs_forward']:.2f}",
-                "<= 1.10",
-                p["overhead_vs_forward"] <= 0.10,
-            )
+    ]
+
+
+def training_speed_rows(speed: dict[str, Any] | None) -> list[Row]:
+    """Group 4: images per second of each variant against its baseline."""
+    if not speed:
+        return []
+    ips = speed["images_per_s"]
+    return [
+        (
+            "4 training speed",
+            f"images/s {c['variant']} / {c['baseline']} (median of rounds)",
+            f"{ips[c['variant']]:.2f} / {ips[c['baseline']]:.2f}, ratio {c['ratio']:.2f}",
+            "reported" if c["target"] is None else f">= {c['target']:g}",
+            c["passed"],
         )
-        out.append(
-            (
-                "2 inference",
-                "time outside model calls (same process)",
-                f"{p['outside_model_fraction']:.1%}",
-                "<= 10 %",
-                p["outside_model_fraction"] <= 0.10,
-            )
+        for c in speed["comparisons"]
+    ]
+
+
+def flops_rows(flops: dict[str, Any] | None) -> list[Row]:
+    """Group 5: FLOPs per image of flexunet against flexunet-small."""
+    if not flops:
+        return []
+    full, small = flops["flexunet"]["flops"], flops["flexunet-small"]["flops"]
+    return [
+        (
+            "5 CPU preset",
+            f"FLOPs per {FLOPS_SIZE}px image, flexunet / flexunet-small",
+            f"{full / 1e9:.1f} / {small / 1e9:.1f} GFLOP = {flops['ratio']:.1f}",
+            f">= {FLOPS_TARGET:g}",
+            flops["ratio"] >= FLOPS_TARGET,
         )
-        out.append(
-            (
-                "2 inference",
-                "per image, flexplat / original-style",
-                f"{p['flexplat_s']:.3f} / {p['original_s']:.3f} s = {1 / p['speedup_vs_original']:.2f}",
-                "<= 1",
-                p["speedup_vs_original"] >= 1.0,
-            )
-        )
-        out.append(
-            (
-                "2 inference",
-                "fraction of the FLOP ceiling, flexplat (forward)",
-                f"{f['flexplat_fraction']:.2f} ({f['forward_fraction']:.2f}) of {f['ceiling_flops'] / 1e9:.0f} GFLOP/s",
-                ">= 0.6 (goal)",
-                f["flexplat_fraction"] >= 0.6,
-            )
-        )
-    train = results.get("training")
-    if train and train.get("memory"):
-        m = train["memory"]
-        out.append(
-            (
-                "3 training memory",
-                "peak RSS 2,000 / 200 images, flexplat (original-style)",
-                f"{m['growth']['flexplat']:.3f} ({m['growth']['original']:.2f})",
-                "< 1.10",
-                m["growth"]["flexplat"] < 1.10,
-            )
-        )
-    if train and train.get("speed"):
-        ips = train["speed"]["images_per_s"]
-        for c in train["speed"]["comparisons"]:
-            variant, baseline, target = c["variant"], c["baseline"], c["target"]
-            out.append(
-                (
-                    "4 training speed",
-                    f"images/s {variant} / {baseline} (median of rounds)",
-                    f"{ips[variant]:.2f} / {ips[baseline]:.2f}, ratio {c['ratio']:.2f}",
-                    "reported" if target is None else f">= {target:g}",
-                    c["passed"],
-                )
-            )
-    flops = results.get("flops")
-    if flops:
+    ]
+
+
+def zheng_rows(zheng: dict[str, Any] | None) -> list[Row]:
+    """Group 5: the Zheng test figures of the small preset against the full model (reported only)."""
+    if not zheng or not {"flexunet", "flexunet-small"} <= set(zheng["summary"]):
+        return []
+    summary = zheng["summary"]
+    out: list[Row] = []
+    for key, label in (("object_dice", "whole-cell Dice"), ("class_accuracy", "cell-type accuracy")):
+        small, full = summary["flexunet-small"][key]["mean"], summary["flexunet"][key]["mean"]
         out.append(
             (
                 "5 CPU preset",
-                f"FLOPs per {FLOPS_SIZE}px image, flexunet / flexunet-small",
-                f"{flops['flexunet']['flops'] / 1e9:.1f} / {flops['flexunet-small']['flops'] / 1e9:.1f} GFLOP "
-                f"= {flops['ratio']:.1f}",
-                f">= {FLOPS_TARGET:g}",
-                flops["ratio"] >= FLOPS_TARGET,
-            )
-        )
-    zheng = results.get("zheng")
-    if zheng:
-        summary = zheng["summary"]
-        if {"flexunet", "flexunet-small"} <= set(summary):
-            for key, label in (("object_dice", "whole-cell Dice"), ("class_accuracy", "cell-type accuracy")):
-                small, full = summary["flexunet-small"][key]["mean"], summary["flexunet"][key]["mean"]
-                out.append(
-                    (
-                        "5 CPU preset",
-                        f"Zheng test {label}, small vs full (same budget)",
-                        f"{small:.3f} vs {full:.3f} ({small - full:+.3f})",
-                        "no loss (goal)",
-                        None,
-                    )
-                )
-    if inf and inf.get("tiled"):
-        tiled = inf["tiled"]
-        largest = tiled[-1]
-        per_mp = ", ".join(f"{t['seconds_per_megapixel']:.2f}" for t in tiled)
-        out.append(
-            (
-                "6 scaling",
-                "tiled s/MP at " + "/".join(str(t["side"]) for t in tiled) + " px",
-                per_mp,
-                "not growing",
-                tiled[-1]["seconds_per_megapixel"] <= 1.10 * tiled[0]["seconds_per_megapixel"],
-            )
-        )
-        out.append(
-            (
-                "6 scaling",
-                f"peak RSS at {largest['side']} px",
-                f"{largest['peak_rss_mb'] / 1024:.2f} GB",
-                "< 3 GB",
-                largest["peak_rss_mb"] < 3 * 1024,
-            )
-        )
-    if inf and inf.get("count_linearity") is not None:
-        counts = inf["counts"]
-        out.append(
-            (
-                "6 scaling",
-                "s per added image, last / first step of " + "/".join(str(c["images"]) for c in counts),
-                f"{inf['count_linearity']:.2f}",
-                "<= 1.10",
-                inf["count_linearity"] <= 1.10,
+                f"Zheng test {label}, small vs full (same budget)",
+                f"{small:.3f} vs {full:.3f} ({small - full:+.3f})",
+                "no loss (goal)",
+                None,
             )
         )
     return out
 
 
-def render(table_rows: list[tuple[str, str, str, str, bool | None]], title: str) -> None:
+def tiled_rows(tiled: list[dict[str, Any]] | None) -> list[Row]:
+    """Group 6: seconds per megapixel of tiled inference as images grow, and peak RSS at the largest."""
+    if not tiled:
+        return []
+    largest = tiled[-1]
+    return [
+        (
+            "6 scaling",
+            "tiled s/MP at " + "/".join(str(t["side"]) for t in tiled) + " px",
+            ", ".join(f"{t['seconds_per_megapixel']:.2f}" for t in tiled),
+            "not growing",
+            largest["seconds_per_megapixel"] <= 1.10 * tiled[0]["seconds_per_megapixel"],
+        ),
+        (
+            "6 scaling",
+            f"peak RSS at {largest['side']} px",
+            f"{largest['peak_rss_mb'] / 1024:.2f} GB",
+            "< 3 GB",
+            largest["peak_rss_mb"] < 3 * 1024,
+        ),
+    ]
+
+
+def count_rows(inf: dict[str, Any]) -> list[Row]:
+    """Group 6: how the time per added image changes with the number of images."""
+    if inf.get("count_linearity") is None:
+        return []
+    return [
+        (
+            "6 scaling",
+            "s per added image, last / first step of " + "/".join(str(c["images"]) for c in inf["counts"]),
+            f"{inf['count_linearity']:.2f}",
+            "<= 1.10",
+            inf["count_linearity"] <= 1.10,
+        )
+    ]
+
+
+def render(table_rows: list[Row], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 

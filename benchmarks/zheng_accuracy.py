@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -31,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import machine
+from _common import RESULTS, machine, write_json
 
 import flexplat
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-RESULTS = HERE / "results"
 DEFAULT_DATA = REPO / ".." / "shared" / "datasets" / "zheng-wbc-ds1"
 TYPES = ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 TARGETS = {"object_dice": 0.93, "class_accuracy": 0.85}
@@ -366,11 +364,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"== fold {fold + 1}/{len(splits)}, model {model}", flush=True)
                 report["results"].append(run_fold(root, data / "class_labels.csv", model, args, fold, out_root))
     report["summary"] = {m: summarise([r for r in report["results"] if r["model"] == m]) for m in models}
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = args.out or RESULTS / f"zheng_accuracy-{mode}-{stamp}.json"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    write_json(out, report)
     render(report)
     print(f"results: {out}")
     return report
