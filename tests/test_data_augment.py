@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from flexplat.data.augment import AUGMENT_SCHEMA, augment_fn, is_enabled
+from flexplat.data.augment import AUGMENT_SCHEMA, augment_fn, hed_to_rgb, is_enabled, rgb_to_hed
 from flexplat.errors import ConfigError
 
 tf = pytest.importorskip("tensorflow")
@@ -121,3 +121,169 @@ def test_schema_defaults_are_off_and_validated():
     assert is_enabled({"flip": True})
     with pytest.raises(ConfigError, match="train.augment.rotate"):
         is_enabled({"rotate": 10})
+
+
+# --- stain and acquisition robustness (issue 12): image-only transforms, scale jitter ---------------
+
+ACQUISITION = {
+    "hed_scale": 0.2,
+    "hed_shift": 0.1,
+    "gamma": 0.5,
+    "blur_sigma": 2.0,
+    "noise_std": 0.05,
+    "jpeg_quality": 20,
+}
+COLOUR = {"brightness": 0.2, "contrast": 0.3, "saturation": 0.3, "hue": 0.1}
+
+
+def _apply(options, image, mask, key, seed=0):
+    out_image, out_mask = augment_fn(options, seed)(tf.constant(image), tf.constant(mask), tf.constant(key, tf.int64))
+    return out_image.numpy(), out_mask.numpy()
+
+
+def _stained(size: int = 32, seed: int = 0) -> np.ndarray:
+    """A float RGB image built from random H, E, D concentrations in 0.3..1 (mid-tones, nothing clips)."""
+    stains = np.random.default_rng(seed).uniform(0.3, 1.0, (size, size, 3)).astype(np.float32)
+    return hed_to_rgb(tf.constant(stains)).numpy()
+
+
+@pytest.mark.parametrize("name", [*ACQUISITION, "all"])
+def test_image_only_transforms_never_touch_the_mask(name):
+    options = {**ACQUISITION, **COLOUR} if name == "all" else {name: ACQUISITION[name]}
+    image, mask = _scene(seed=4)
+    image = image * 0.5 + 60
+    assert is_enabled(options)
+    changed = 0
+    for key in range(4):
+        out_image, out_mask = _apply(options, image, mask, key)
+        assert np.array_equal(out_mask, mask)
+        assert out_image.shape == image.shape and out_image.dtype == np.float32
+        assert out_image.min() >= 0 and out_image.max() <= 255
+        changed += not np.allclose(out_image, image, atol=0.5)
+    assert changed >= 3, f"{name} should change most images"
+
+
+def test_image_only_transforms_leave_the_geometry_of_image_and_mask_alone():
+    """The same seed and key give the same geometry with or without colour/stain transforms on."""
+    image, mask = _scene(seed=5)
+    for key in range(4):
+        _, geometric = _apply(GEOMETRIC, image, mask, key, seed=9)
+        _, everything = _apply({**GEOMETRIC, **COLOUR, **ACQUISITION}, image, mask, key, seed=9)
+        assert np.array_equal(geometric, everything)
+
+
+def test_scale_jitter_zooms_in_and_out_with_the_mask():
+    """A centred disk: its mask area grows and shrinks, and the image follows it pixel for pixel."""
+    size = 64
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (size // 2, size // 2), 12, 1, -1)
+    image = PALETTE[mask]
+    areas = []
+    for key in range(12):
+        out_image, out_mask = _apply({"scale": 0.5, "fill_mode": "constant"}, image, mask, key)
+        bad, _ = _misaligned(out_image, out_mask)
+        assert bad == 0
+        areas.append(int(out_mask.sum()))
+    assert min(areas) < 0.8 * mask.sum() and max(areas) > 1.25 * mask.sum()
+    assert max(areas) < 1.5**2 * mask.sum() * 1.1 and min(areas) > 0.5**2 * mask.sum() * 0.9
+
+
+def test_hed_round_trip_returns_the_image():
+    values = np.arange(256, dtype=np.float32)
+    red, green = np.meshgrid(values, values[::-1], indexing="ij")
+    image = np.stack([red, green, np.full((256, 256), 77.0, np.float32)], -1)
+    back = hed_to_rgb(rgb_to_hed(tf.constant(image))).numpy()
+    assert np.abs(back - image).max() < 0.05
+    white = rgb_to_hed(tf.constant(np.full((1, 1, 3), 255.0, np.float32))).numpy()
+    assert np.allclose(white, 0.0, atol=1e-6)  # white is no stain
+
+
+def test_hed_jitter_scales_and_shifts_each_stain_within_range():
+    image = _stained()
+    mask = np.zeros(image.shape[:2], np.uint8)
+    stains_in = rgb_to_hed(tf.constant(image)).numpy().reshape(-1, 3)
+    gains, shifts = [], []
+    for key in range(6):
+        out_image, _ = _apply({"hed_scale": 0.1, "hed_shift": 0.05}, image, mask, key)
+        stains_out = rgb_to_hed(tf.constant(out_image)).numpy().reshape(-1, 3)
+        for c in range(3):
+            gain, shift = np.polyfit(stains_in[:, c], stains_out[:, c], 1)
+            gains.append(gain)
+            shifts.append(shift)
+    gains, shifts = np.array(gains), np.array(shifts)
+    assert np.all(np.abs(gains - 1) <= 0.1 + 1e-3) and np.all(np.abs(shifts) <= 0.05 + 1e-3)
+    assert np.abs(gains - 1).max() > 0.03 and np.abs(shifts).max() > 0.015  # and it does move them
+
+
+def test_gamma_stays_in_its_range():
+    ramp = np.tile(np.linspace(0, 255, 32, dtype=np.float32)[None, :, None], (8, 1, 3))
+    mask = np.zeros((8, 32), np.uint8)
+    exponents = []
+    for key in range(10):
+        out_image, _ = _apply({"gamma": 0.5}, ramp, mask, key)
+        x, y = ramp[0, 1:-1, 0] / 255, out_image[0, 1:-1, 0] / 255
+        exponent = np.log(y) / np.log(x)
+        assert np.allclose(exponent, exponent.mean(), atol=1e-3)  # one power for the whole image
+        exponents.append(exponent.mean())
+    assert min(exponents) >= 1 / 1.5 - 1e-3 and max(exponents) <= 1.5 + 1e-3
+    assert min(exponents) < 0.95 and max(exponents) > 1.05
+
+
+def test_noise_strength_stays_in_its_range():
+    grey = np.full((48, 48, 3), 128.0, np.float32)
+    mask = np.zeros((48, 48), np.uint8)
+    stds = [np.std(_apply({"noise_std": 0.04}, grey, mask, key)[0] - grey) for key in range(8)]
+    assert max(stds) <= 0.04 * 255 * 1.1 and max(stds) > 0.01 * 255
+
+
+def test_blur_smooths_only_near_edges_and_keeps_the_mean():
+    image = np.zeros((32, 32, 3), np.float32)
+    image[:, 16:] = 200.0
+    mask = np.zeros((32, 32), np.uint8)
+    blurred = 0
+    for key in range(6):
+        out_image, _ = _apply({"blur_sigma": 1.5}, image, mask, key)
+        blurred += out_image[5, 15, 0] > 5.0
+        far = np.r_[0:11, 21:32]  # beyond 3 sigma of the edge between columns 15 and 16
+        assert np.allclose(out_image[:, far], image[:, far], atol=1e-3)
+        assert abs(out_image.mean() - image.mean()) < 0.5
+        assert np.all(np.diff(out_image[5, :, 0]) >= -1e-3)  # monotone across the edge: no ringing
+    assert blurred >= 3
+
+
+def test_blur_on_an_image_smaller_than_the_kernel():
+    image, mask = np.full((6, 9, 3), 50.0, np.float32), np.zeros((6, 9), np.uint8)
+    out_image, _ = _apply({"blur_sigma": 5.0}, image, mask, 1)
+    assert out_image.shape == (6, 9, 3) and np.allclose(out_image, 50.0, atol=1e-3)
+
+
+def test_jpeg_compresses_with_bounded_error():
+    image, mask = _scene(seed=6)
+    errors = [np.abs(_apply({"jpeg_quality": 30}, image, mask, key)[0] - image).mean() for key in range(4)]
+    assert 0 < min(errors) and max(errors) < 20
+
+
+def test_new_options_keep_uint8_images_and_are_seed_deterministic():
+    image, mask = _scene(seed=7)
+    image = image.astype(np.uint8)
+    options = {**COLOUR, **ACQUISITION}
+    a = _apply(options, image, mask, 2, seed=3)
+    b = _apply(options, image, mask, 2, seed=3)
+    assert a[0].dtype == np.uint8 and np.array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], _apply(options, image, mask, 3, seed=3)[0])
+    assert not np.array_equal(a[0], _apply(options, image, mask, 2, seed=4)[0])
+
+
+def test_probability_zero_leaves_the_image_as_it_was():
+    image, mask = _scene(seed=8)
+    out_image, _ = _apply({**ACQUISITION, "probability": 0.0}, image, mask, 1)
+    assert np.allclose(out_image, image, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "path"),
+    [({"jpeg_quality": 101}, "train.augment.jpeg_quality"), ({"blur_sigma": -1.0}, "train.augment.blur_sigma")],
+)
+def test_new_options_are_range_checked(options, path):
+    with pytest.raises(ConfigError, match=path):
+        augment_fn(options, 0)

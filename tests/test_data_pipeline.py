@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from flexplat.data.codecs import RgbMaskCodec
 from flexplat.data.pipeline import load_pair_resized, make_dataset
-from flexplat.errors import DataError
+from flexplat.data.stain import normalize
+from flexplat.errors import ConfigError, DataError
 from flexplat.testing import sample_classes, write_rgb_dataset
 
 tf = pytest.importorskip("tensorflow")
@@ -97,3 +99,43 @@ def test_empty_pairs_and_bad_file(tmp_path, pairs):
     ds = make_dataset([broken], codec, (8, 8), 4, 1, shuffle=False, augment=None, seed=0)
     with pytest.raises(Exception, match="missing.png"):
         _batches(ds)
+
+
+STAIN = {"method": "reinhard", "target": {"lab_mean": [60.0, 15.0, -5.0], "lab_std": [10.0, 8.0, 8.0]}}
+
+
+def test_stain_norm_applies_to_the_whole_decoded_image_before_resizing(pairs):
+    codec = RgbMaskCodec(CLASSES, {})
+    ds = make_dataset(pairs, codec, (32, 48), 4, 7, shuffle=False, augment=None, seed=0, stain_norm=STAIN)
+    ((x, _),) = _batches(ds)
+    plain = make_dataset(pairs, codec, (32, 48), 4, 7, shuffle=False, augment=None, seed=0)
+    assert not np.array_equal(x, _batches(plain)[0][0])
+    for i, pair in enumerate(pairs):
+        expected = cv2.resize(normalize(codec.read_image(pair), "reinhard", STAIN["target"]), (48, 32))
+        assert np.array_equal(x[i], expected.astype(np.float32))
+        assert np.array_equal(load_pair_resized(pair, codec, (32, 48), STAIN)[0], expected)
+
+
+def test_stain_norm_none_changes_nothing_and_a_bad_target_fails_early(pairs):
+    codec = RgbMaskCodec(CLASSES, {})
+    off = make_dataset(pairs, codec, (32, 48), 4, 7, shuffle=False, augment=None, seed=0, stain_norm={"method": "none"})
+    plain = make_dataset(pairs, codec, (32, 48), 4, 7, shuffle=False, augment=None, seed=0)
+    assert np.array_equal(_batches(off)[0][0], _batches(plain)[0][0])
+    bad = {"method": "reinhard", "target": {"lab_mean": [50.0, 0.0]}}
+    with pytest.raises(ConfigError, match=r"data\.stain_norm\.target\.lab_mean"):
+        make_dataset(pairs, codec, (32, 48), 4, 7, shuffle=False, augment=None, seed=0, stain_norm=bad)
+
+
+def test_pipeline_with_stain_and_acquisition_augmentation(pairs):
+    codec = RgbMaskCodec(CLASSES, {})
+    options = {"flip": True, "scale": 0.3, "hed_scale": 0.1, "hed_shift": 0.05, "gamma": 0.3, "blur_sigma": 1.0,
+               "noise_std": 0.02, "jpeg_quality": 50}  # fmt: skip
+
+    def make():
+        return make_dataset(pairs, codec, (32, 32), 4, 7, shuffle=False, augment=options, seed=3, one_hot=False,
+                            stain_norm=STAIN)  # fmt: skip
+
+    ((x, y),) = _batches(make())
+    assert x.shape == (7, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 255
+    assert set(np.unique(y)) <= {0, 1, 2, 3}
+    assert np.array_equal(x, _batches(make())[0][0])  # reproducible from the seed
