@@ -519,16 +519,17 @@ def _tile_size(predictor: Predictor, config: dict, model_hw: tuple[int, int], ti
             )
         return tile_size, tile_size
     from flexplat.plugins import get_registry
+    from flexplat.specs import nearest_multiples
 
     name = config["model"]["name"]
     registry = get_registry()
     if name in registry.names("model"):
         multiple = registry.get("model", name).size_multiple(config["model"].get("options", {}))
         if tile_size % multiple:
-            lower = max(multiple, tile_size // multiple * multiple)
+            lower, upper = nearest_multiples(tile_size, multiple)
             raise FlexplatError(
                 f"--tile-size {tile_size}: model '{name}' needs sides that are a multiple of {multiple}; "
-                f"try {lower} or {lower + multiple}"
+                f"try {lower} or {upper}"
             )
     return tile_size, tile_size
 
