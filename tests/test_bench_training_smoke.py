@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
+
+# the benchmark measures the FlexUNet presets against the original experiment: it needs that plugin
+pytest.importorskip("flexplat_flexunet", reason="benchmarks/training.py trains flexplat-flexunet's models")
 
 
 def test_training_benchmark_smoke(tmp_path: Path) -> None:

@@ -72,18 +72,22 @@ def test_python_literals_are_never_evaluated(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  epochs: __import__('os').getpid()\n")
     with pytest.raises(ConfigError, match=r"train.epochs: must be integer, got str"):
-        resolve("leukocyte", config_file=path)
+        resolve("tiny", config_file=path)
 
 
 def test_project_defaults_validate_and_model_errors_name_sizes():
-    config = resolve("leukocyte", sets=["data.root=/nowhere"])
-    assert config["model"]["options"]["base_kernels"] == 9
-    with pytest.raises(ConfigError, match=r"height 500 is not a multiple of 128.*nearest valid sizes: 384 or 512"):
-        resolve("leukocyte", sets=["model.image_size=[500, 512]"])
+    config = resolve("tiny", sets=["data.root=/nowhere"])
+    assert config["project"] == "tiny" and config["data"]["codec"] == "tiny-grey"
+    assert config["model"]["options"] == {"filters": 4, "depth": 2}  # the model's defaults filled in
+    assert config["data"]["codec_options"] == {"step": 100}  # and the codec's
+    with pytest.raises(ConfigError, match=r"height 50 is not a multiple of 8.*nearest valid sizes: 48 or 56"):
+        resolve("tiny", sets=["model.image_size=[50, 48]", "model.options.depth=3"])
     with pytest.raises(ConfigError, match=r"train.callbacks.early_stopping.patiense: unknown key"):
-        resolve("leukocyte", sets=["train.callbacks.early_stopping.patiense=3"])
-    with pytest.raises(ConfigError, match=r"model.name: Unknown model 'flexunett'. Did you mean: flexunet"):
-        resolve("leukocyte", sets=["model.name=flexunett"])
+        resolve("tiny", sets=["train.callbacks.early_stopping.patiense=3"])
+    with pytest.raises(ConfigError, match=r"data.codec_options.stepp: unknown key. Did you mean step\?"):
+        resolve("tiny", sets=["data.codec_options.stepp=3"])
+    with pytest.raises(ConfigError, match=r"model.name: Unknown model 'tiny-unett'. Did you mean: tiny-unet"):
+        resolve("tiny", sets=["model.name=tiny-unett"])
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import yaml
 
@@ -38,19 +37,11 @@ def register_callbacks(register):
 """
 
 
-def install_pause_plugin(where: Path) -> None:
-    (where / "flexplat_pause.py").write_text(PAUSE_PLUGIN)
-    dist = where / "flexplat_pause-0.0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: flexplat-pause\nVersion: 0.0.1\n")
-    (dist / "entry_points.txt").write_text("[flexplat]\npause = flexplat_pause\n")
-
-
-def test_resume_after_sigkill_continues_where_it_stopped(tmp_path):
+def test_resume_after_sigkill_continues_where_it_stopped(tmp_path, site):
     classes = sample_classes(3)
     root = write_rgb_dataset(tmp_path / "data", classes, n=6, size=(32, 32), splits=("train", "valid"))
     layer = dataset_config(root, classes, splits=("train", "valid"))
-    layer["model"] = {"name": "flexunet-small", "image_size": [32, 32], "options": {"base_filters": 4, "num_layers": 3}}
+    layer["model"] = {"name": "tiny-unet", "image_size": [32, 32], "options": {"depth": 2}}
     layer["train"] = {
         "epochs": 4,
         "batch_size": 3,
@@ -65,11 +56,8 @@ def test_resume_after_sigkill_continues_where_it_stopped(tmp_path):
     }
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(layer))
-    plugin_dir = tmp_path / "site"
-    plugin_dir.mkdir()
-    install_pause_plugin(plugin_dir)
-    pythonpath = os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": pythonpath}
+    site.add("flexplat_pause", PAUSE_PLUGIN, "flexplat-pause", "pause")
+    env = site.env(COLUMNS="250")
     run_dir = tmp_path / "run"
     command = [
         sys.executable,

@@ -14,11 +14,7 @@ from flexplat.config import resolve
 from flexplat.engine.rundir import RunDir
 from flexplat.testing import dataset_config, plugin_system, sample_classes, write_rgb_dataset
 
-TINY_MODEL = {
-    "name": "flexunet-small",
-    "image_size": [32, 32],
-    "options": {"base_filters": 4, "num_layers": 3, "normalization": "none"},
-}
+TINY_MODEL = {"name": "tiny-unet", "image_size": [32, 32], "options": {"filters": 4, "depth": 2}}
 
 
 def tiny_config(tmp_path, **train) -> dict:
@@ -56,7 +52,8 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     assert info["seed"] == 42
     assert len(info["dataset"]["sha256"]) == 64
     assert info["dataset"]["pairs"] == {"train": 6, "valid": 6, "test": 6}
-    assert {"flexplat", "tensorflow", "keras", "flexplat-flexunet"} <= set(info["versions"])
+    assert {"flexplat", "tensorflow", "keras"} <= set(info["versions"])
+    assert info["versions"]["flexplat-tiny"] == "0.0.1"  # the plugins' distributions, with versions
     assert run.model_path.is_file()
     assert RunDir.open(run.path).config() == config
     rows = read_csv(run.metrics_csv)
@@ -96,7 +93,7 @@ def test_reduce_lr_really_reduces_the_learning_rate(tmp_path):
     assert rates[-1] < rates[0] / 1.9
 
 
-def test_third_party_callback_registers_like_builtins(tmp_path):
+def test_third_party_callback_registers_like_builtins(tmp_path, tiny_plugin):
     import keras
 
     from flexplat.engine.train import train
@@ -120,7 +117,7 @@ def test_third_party_callback_registers_like_builtins(tmp_path):
     plugin = types.SimpleNamespace(
         __name__="recorder-plugin", register_callbacks=flexplat.hookimpl(lambda register: register(spec))
     )
-    with plugin_system(plugin, autoload=True):
+    with plugin_system(tiny_plugin, plugin):
         config = tiny_config(tmp_path, callbacks={"recorder": {"tag": "mine"}})
         train(config, out=tmp_path / "run")
         with pytest.raises(flexplat.ConfigError, match="train.callbacks.recorder.tagg: unknown key"):
