@@ -171,9 +171,13 @@ def _explicit_options(data: str | None, epochs: int | None, batch_size: int | No
 @click.option("--seed", type=int, help="Seed for Python, NumPy and TensorFlow (train.seed).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<project>/<time>).")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue an interrupted run folder.")
+@click.option(
+    "--init", "init", type=click.Path(file_okay=False),
+    help="Start from this trained run's weights (fine-tuning; same classes and model).",
+)  # fmt: skip
 @click.option("--demo", is_flag=True, help="Train the project's demo config on generated demo data.")
 @click.option("--evaluate/--no-evaluate", default=True, help="Evaluate on the test split afterwards.")
-def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, demo, evaluate) -> None:
+def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, init, demo, evaluate) -> None:
     """Train PROJECT (or the dataset a --config file describes) into a run folder."""
     from pathlib import Path
 
@@ -183,7 +187,7 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
 
     out_console = console()
     if resume:
-        if project or config_file or sets or data or epochs or batch_size or seed is not None or demo:
+        if project or config_file or sets or data or epochs or batch_size or seed is not None or demo or init:
             raise click.UsageError("--resume continues a run with its own config: give no other config options")
         run = train_run(resume=Path(resume), console=out_console)
     else:
@@ -191,7 +195,8 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
             raise click.UsageError("give a PROJECT (see `flexplat list --kind project`) or --config FILE")
         options = _explicit_options(data, epochs, batch_size, seed)
         config = resolve(project, config_file, sets, options, demo=demo)
-        run = train_run(config, out=Path(out) if out else None, demo=demo, console=out_console)
+        out_path, init_path = (Path(out) if out else None), (Path(init) if init else None)
+        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console)
     out_console.print(f"Training finished: [bold]{run.path}[/]")
     if evaluate:
         figures = evaluate_run(run, "test", console=out_console)
@@ -199,16 +204,59 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
             render_evaluation(figures, out_console)
 
 
+def prediction_options(command: Callable) -> Callable:
+    """The scale and test-time-augmentation options shared by ``infer`` and ``evaluate``."""
+    options = [
+        click.option(
+            "--diameter",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Object diameter in the images' pixels (default: estimated with the model).",
+        ),
+        click.option(
+            "--scale-per-image",
+            is_flag=True,
+            help="Scale each image by its own estimated object size (default: one scale for the folder).",
+        ),
+        click.option(
+            "--rescale/--no-rescale",
+            default=True,
+            show_default=True,
+            help="Bring images to the run's training scale (--no-rescale: resize each image to the model input).",
+        ),
+        click.option("--tta", is_flag=True, help="Average predictions over flips and right-angle turns."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _scale_settings(settings: dict) -> dict:
+    """CLI option names -> :class:`flexplat.engine.infer.InferSettings` field names."""
+    settings = dict(settings)
+    settings["per_image_scale"] = settings.pop("scale_per_image")
+    return settings
+
+
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
-@click.option("--data", type=click.Path(file_okay=False), help="Evaluate on this dataset folder instead.")
-def evaluate_command(run_dir: str, split: str, data: str | None) -> None:
-    """Per-class Dice/IoU, whole-cell Dice/IoU, cell-type accuracy of a trained run."""
+@click.option(
+    "--data", type=click.Path(file_okay=False),
+    help="Score EVERY labelled image of this folder instead (images + masks, or any codec's layout).",
+)  # fmt: skip
+@config_layer_options
+@prediction_options
+def evaluate_command(run_dir: str, split: str, data: str | None, config_file, sets, **settings) -> None:
+    """Per-class Dice/IoU, whole-object Dice/IoU and object class accuracy of a trained run."""
     from flexplat.engine.evaluate import evaluate_run, render_evaluation
     from flexplat.engine.rundir import RunDir
 
-    figures = evaluate_run(RunDir.open(run_dir), split, data=data, console=console(), required=True)
+    if (config_file or sets) and data is None:
+        raise click.UsageError("--config/--set describe a --data folder; give --data DIR too")
+    figures = evaluate_run(
+        RunDir.open(run_dir), split, data=data, config_file=config_file, sets=sets, console=console(),
+        required=True, settings=_scale_settings(settings),
+    )  # fmt: skip
     render_evaluation(figures, console())
 
 
@@ -218,19 +266,20 @@ def evaluate_command(run_dir: str, split: str, data: str | None) -> None:
 @click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: RUN/predictions/NAME).")
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write image+mask overlays.")
 @click.option("--index-masks", is_flag=True, help="Also write class-index masks (<stem>_index.png).")
-@click.option("--tile/--no-tile", default=None, help="Force tiled / resized inference (default: config infer.tile).")
+@click.option(
+    "--tile/--no-tile", default=None,
+    help="Force tiled / whole-image inference after scaling (default: config infer.tile).",
+)  # fmt: skip
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-def infer_command(images, run_dir, output, overlay, index_masks, tile, tile_size, batch_size, overwrite) -> None:
-    """Segment a folder of images: colour masks, overlays and a summary at the original sizes."""
+@prediction_options
+def infer_command(images, run_dir, output, tile, **settings) -> None:
+    """Segment a folder of images at the run's scale: colour masks, overlays and a summary at the original sizes."""
     from flexplat.engine.infer import render_summary, run_inference
 
     tile_mode = None if tile is None else ("always" if tile else "never")
-    summary = run_inference(
-        run_dir, images, output, overlay=overlay, index_masks=index_masks, tile=tile_mode,
-        tile_size=tile_size, batch_size=batch_size, overwrite=overwrite, console=console(),
-    )  # fmt: skip
+    summary = run_inference(run_dir, images, output, tile=tile_mode, console=console(), **_scale_settings(settings))
     render_summary(summary, console())
 
 

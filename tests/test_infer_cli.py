@@ -98,7 +98,7 @@ def mixed_images(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
     save(folder / "a_exact.png", picture(32, 32, (8, 16, 4, 20), RED))  # model size: 8x16 red = 0.125
-    save(folder / "b_photo.JPG", picture(40, 50, (5, 30, 10, 40), GREEN))  # larger: tiled (auto)
+    save(folder / "b_photo.JPG", picture(40, 50, (5, 30, 10, 40), GREEN))  # larger: resized (no scale record)
     save(folder / "c_small.bmp", picture(20, 30, (0, 20, 0, 15), RED))  # smaller: resized
     (folder / "notes.txt").write_text("not an image\n")
     return folder
@@ -136,20 +136,22 @@ def test_masks_overlays_and_summary_at_original_sizes(colour_run, mixed_images, 
     assert float(first["fraction_redcell"]) == pytest.approx(0.125)
     assert float(first["fraction_background"]) == pytest.approx(0.875)
     assert float(first["fraction_greencell"]) == 0.0
-    assert rows[1]["tiled"] == "True" and rows[1]["predicted_class"] == "greencell"
+    # the run records no training scale: every image is resized to the model input, as training did
+    assert rows[1]["tiled"] == "False" and rows[1]["predicted_class"] == "greencell"
     assert float(rows[1]["foreground_fraction"]) == pytest.approx(25 * 30 / 2000, abs=0.02)
     assert rows[2]["tiled"] == "False" and rows[2]["predicted_class"] == "redcell"
     assert float(rows[2]["foreground_fraction"]) == pytest.approx(0.5, abs=0.04)
 
     data = json.loads((out / "summary.json").read_text())
-    assert data["counts"] == {"found": 3, "processed": 3, "tiled": 1, "skipped": 0}
+    assert data["counts"] == {"found": 3, "processed": 3, "tiled": 0, "skipped": 0}
+    assert data["scale"]["method"] == "training framing" and data["tta"] is False
     assert data["classes"] == ["background", "redcell", "greencell"]
     assert data["images"][0]["fraction_redcell"] == pytest.approx(0.125)
     assert data["run"] == str(colour_run.path)
     timings = data["timings"]
     assert 0 < timings["model_seconds"] <= timings["processing_seconds"] < timings["total_seconds"]
     assert timings["total_seconds"] == pytest.approx(timings["load_seconds"] + timings["processing_seconds"], abs=1e-3)
-    assert "3 of 3 segmented (1 tiled)" in result.output
+    assert "3 of 3 segmented (0 tiled)" in result.output
 
 
 def test_default_output_is_inside_the_run_and_no_overwrite_without_flag(colour_run, mixed_images):
@@ -291,7 +293,7 @@ def test_2048_image_with_256_model_tiles_without_seams_in_bounded_memory(tmp_pat
     write_png(images / "large.png", rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8))
     out = tmp_path / "out"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    args = ["infer", "--images", str(images), "--run", str(run.path), "--output", str(out), "--index-masks"]
+    args = ["infer", "--images", str(images), "--run", str(run.path), "--output", str(out), "--index-masks", "--tile"]
     result = subprocess.run(
         [sys.executable, "-c", RSS_PROBE, *args], capture_output=True, text=True, env=env, timeout=300
     )

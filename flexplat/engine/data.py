@@ -134,3 +134,53 @@ def check_target_config(
     if config.get("project"):
         original_id = get_registry().get("project", config["project"]).original_id
     return config, original_id
+
+
+def folder_pairs(
+    run: Any, root: Path, config_file: str | Path | None, sets: Iterable[str], console: Console
+) -> tuple[Any, list[Any], Any]:
+    """Every labelled pair of a plain dataset folder, read as the run's classes.
+
+    The folder's config is the run's, with ``--config``/``--set`` layered on top (e.g. another
+    codec, or the folder's own class colours), the split folders detected unless named, and no
+    split carved off: every pair is scored. Returns ``(codec, pairs, remap)``; ``remap`` maps the
+    folder's class indices to the run's by class name (None when they already agree).
+    """
+    import numpy as np
+
+    from flexplat.config import layer, load_yaml, parse_set, validate_config
+    from flexplat.data.layout import detect_layout, get_codec, resolve_split_scans
+
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder (--data must be a folder of images and masks)")
+    base = run.config()
+    base["data"].update(root=str(root), train=None, valid=None, test=None, split={"valid": 0.0, "test": 0.0})
+    layers: list[tuple[str, Mapping]] = [(f"{run.path} config", base)]
+    if config_file:
+        layers.append((str(config_file), load_yaml(config_file)))
+    layers += [(f"--set {expr}", parse_set(expr)) for expr in sets]
+    merged = layer(layers)
+    if not (merged["data"].get("train") or {}).get("images"):
+        merged["data"].update(detect_layout(root))
+    config = validate_config(merged)
+    remap = class_remap([c["name"] for c in config["classes"]], [c["name"] for c in base["classes"]], root)
+    codec = get_codec(config)
+    scans = resolve_split_scans(config, codec, None)
+    pairs = [pair for scan in scans.values() for pair in scan.pairs]
+    unmatched = sum(len(scan.images_without_mask) + len(scan.masks_without_image) for scan in scans.values())
+    if unmatched:
+        console.print(f"[yellow]{root}: {unmatched} images or masks without a partner are left out[/]")
+    return codec, pairs, None if remap is None else np.asarray(remap, np.uint8)
+
+
+def class_remap(folder: list[str], run: list[str], root: Path) -> list[int] | None:
+    """Folder class index -> run class index, by name; None when identical; an error names strays."""
+    if folder == run:
+        return None
+    unknown = [name for name in folder if name not in run]
+    if unknown:
+        raise DataError(
+            f"{root}: classes {unknown} are not classes of the run ({run}); name the folder's classes as the run "
+            f"does (--config FILE with `classes: [{{name, color}}]`)"
+        )
+    return [run.index(name) for name in folder]

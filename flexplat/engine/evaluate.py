@@ -6,7 +6,7 @@ Reports name objects and their classes with the project's labels (e.g. "cell", "
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +56,31 @@ def evaluate_arrays(
     truths: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], class_names: Sequence[str]
 ) -> dict[str, Any]:
     """All figures for label maps and the model's softmax outputs of the same images."""
-    from flexplat.engine.metrics import confusion_matrix, scores_from_confusion
+    return evaluate_pairs(zip(truths, probabilities, strict=True), class_names)
+
+
+def evaluate_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]], class_names: Sequence[str]) -> dict[str, Any]:
+    """All figures for ``(label map, softmax output)`` pairs, consumed one at a time (bounded memory)."""
+    from flexplat.engine.metrics import confusion_matrix
 
     num_classes = len(class_names)
     cm = np.zeros((num_classes, num_classes), np.int64)
-    types = np.zeros((num_classes - 1, num_classes), np.int64)  # rows: true type 1.., cols: 0=missed, 1..
+    types = np.zeros((num_classes - 1, num_classes), np.int64)  # rows: true class 1.., cols: 0=missed, 1..
     seed_scores = []
-    for truth, probs in zip(truths, probabilities, strict=True):
+    for truth, probs in pairs:
         pred = probs.argmax(axis=-1).astype(truth.dtype)
         cm += confusion_matrix(truth, pred, num_classes)
         for true_type, pred_type in object_classes(truth, pred, num_classes):
             types[true_type - 1, pred_type] += 1
         # soft pixel accuracy: mean over pixels of the probability given to the true class
         seed_scores.append(float(np.take_along_axis(probs, truth[..., None].astype(np.int64), -1).mean()))
+    return _figures(cm, types, seed_scores, class_names)
+
+
+def _figures(cm: np.ndarray, types: np.ndarray, seed_scores: list[float], class_names: Sequence[str]) -> dict:
+    from flexplat.engine.metrics import scores_from_confusion
+
+    num_classes = len(class_names)
     scores = {k: _none_if_nan(v) for k, v in scores_from_confusion(cm).items()}
     regions = int(types.sum())
     correct = int(sum(types[i, i + 1] for i in range(num_classes - 1)))
@@ -78,7 +90,7 @@ def evaluate_arrays(
         if i > 0
     }
     return {
-        "images": len(truths),
+        "images": len(seed_scores),
         "classes": list(class_names),
         "per_class": per_class,
         "dice_mean": scores["dice_mean"],
@@ -104,53 +116,71 @@ def evaluate_run(
     split: str = "test",
     *,
     data: str | Path | None = None,
+    config_file: str | Path | None = None,
+    sets: Sequence[str] = (),
     console: Console | None = None,
     required: bool = False,
-    batch_size: int = 4,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Evaluate the run's best model on ``split``; writes evaluation.json and a confusion-matrix PNG.
+    """Evaluate the run's model; writes evaluation.json and a confusion-matrix PNG into the run.
 
-    Returns None (after saying so) when the split is empty and ``required`` is False.
+    Without ``data``: the run's own ``split``. With ``data``: EVERY labelled image of that folder
+    (images + masks, or any codec's layout; ``config_file``/``sets`` describe it, e.g. its class
+    colours - classes are matched to the run's by name), under the key ``folder:<name>``.
+    Images are predicted as ``flexplat infer`` predicts them (the run's scale, ``settings`` such
+    as ``diameter``/``tta``) and scored at their own size. Returns None (after saying so) when the
+    split is empty and ``required`` is False.
     """
-    from flexplat.data.io import write_png
-    from flexplat.data.pipeline import load_pair_resized
-    from flexplat.engine.data import load_splits, report_labels
-    from flexplat.engine.figures import confusion_image
-    from flexplat.engine.model_file import load_model
+    from flexplat.engine.data import folder_pairs, load_splits
 
     console = console or Console()
-    config = run.config()
-    if data is not None:
-        config["data"]["root"] = str(data)
     if not run.model_path.is_file():
         raise DataError(f"{run.path}: no model.keras; the run has not finished an epoch yet")
-    codec, splits = load_splits(config, console)
-    pairs = splits.get(split) or []
+    if data is not None:
+        codec, pairs, remap = folder_pairs(run, Path(data), config_file, sets, console)
+        key = f"folder:{Path(data).resolve().name}"
+    else:
+        codec, splits = load_splits(run.config(), console)
+        pairs, remap, key = splits.get(split) or [], None, split
     if not pairs:
         if required:
-            raise DataError(f"{config['data']['root']}: the {split} split has no image/mask pairs")
+            raise DataError(f"{run.config()['data']['root']}: the {split} split has no image/mask pairs")
         console.print(f"No {split} split to evaluate.")
         return None
-    model = load_model(run)
-    size = tuple(config["model"]["image_size"])
-    classes = classes_from_config(config["classes"])
-    names = [c.name for c in classes]
-    truths, probabilities = [], []
+    return _score(run, codec, pairs, remap, key, dict(settings or {}), console)
+
+
+def _score(run: RunDir, codec: Any, pairs: Sequence[Any], remap: np.ndarray | None, key: str,
+           settings: dict[str, Any], console: Console) -> dict[str, Any]:  # fmt: skip
+    from flexplat.data.io import write_png
+    from flexplat.engine.data import report_labels
+    from flexplat.engine.figures import confusion_image
+    from flexplat.engine.infer import InferSettings, build_segmenter, plan_folder_scale
+
+    options = InferSettings(**settings)
+    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta)
     started = time.perf_counter()
-    for start in range(0, len(pairs), batch_size):
-        loaded = [load_pair_resized(p, codec, size) for p in pairs[start : start + batch_size]]
-        images = np.stack([image for image, _ in loaded]).astype("float32")
-        probs = model.predict(images, verbose=0, batch_size=len(images))
-        truths.extend(mask for _, mask in loaded)
-        probabilities.extend(probs)
-    figures = evaluate_arrays(truths, probabilities, names)
-    figures["labels"] = report_labels(config)
-    figures.update(split=split, seconds=round(time.perf_counter() - started, 2), data=str(config["data"]["root"]))
-    run.write_evaluation(split, figures)
+    plan = plan_folder_scale(run, segmenter, [p.image for p in pairs], options, console, progress=True)
+    console.print(plan.describe())
+    names = [c.name for c in classes_from_config(run.config()["classes"])]
+
+    def truths_and_probabilities():
+        for index, pair in enumerate(pairs):
+            image = codec.read_image(pair)
+            truth = codec.read_mask(pair).mask
+            factor = plan.factor_for(index, image.shape[0], image.shape[1], segmenter.model_hw)
+            probs = segmenter.probabilities(segmenter.network_view(image), factor)
+            yield (truth if remap is None else remap[truth]), probs
+
+    figures = evaluate_pairs(truths_and_probabilities(), names)
+    figures.update(split=key, seconds=round(time.perf_counter() - started, 2), scale=plan.to_dict(), tta=options.tta)
+    figures["labels"] = report_labels(run.config())
+    figures["data"] = str(Path(pairs[0].image).parent)
+    run.write_evaluation(key, figures)
     confusion = figures["class_confusion"]
-    title = f"{figures['labels']['class']}s ({split})"
+    title = f"{figures['labels']['class']}s ({key})"
     picture = confusion_image(np.array(confusion["matrix"]), confusion["rows"], confusion["columns"], title)
-    write_png(run.path / f"confusion_matrix_{split}.png", picture)
+    write_png(run.path / f"confusion_matrix_{key.replace(':', '_')}.png", picture)
     return figures
 
 

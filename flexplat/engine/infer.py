@@ -56,11 +56,14 @@ from flexplat.engine.model_file import load_model
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
-from flexplat.engine.tiling import predict_tiled
+from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
+from flexplat.engine.segment import Predictor, Prepared, Segmenter
 from flexplat.errors import DataError, FlexplatError
 from flexplat.specs import ClassInfo
 
 TILE_MODES = ("auto", "always", "never")
+DEFAULT_MAX_SIDE = 1024
+"""Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"
 
@@ -81,6 +84,8 @@ class InferSummary:
     model_seconds: float
     total_seconds: float
     classes: list[str] = field(default_factory=list)
+    scale: dict[str, Any] = field(default_factory=dict)
+    tta: bool = False
 
     @property
     def processing_seconds(self) -> float:
@@ -97,6 +102,8 @@ class InferSummary:
             "images_dir": str(self.images_dir),
             "output_dir": str(self.output_dir),
             "classes": self.classes,
+            "scale": self.scale,
+            "tta": self.tta,
             "counts": {
                 "found": self.found,
                 "processed": self.processed,
@@ -166,55 +173,6 @@ def _check_targets(files: Sequence[Path], targets: Sequence[Path], output: Path,
 # -- the model ------------------------------------------------------------------------------
 
 
-class Predictor:
-    """Batched forward pass of a Keras model as a NumPy function, timed.
-
-    One ``tf.function`` per input shape (batch dimension left open, so a short last batch does not
-    retrace). A single-channel sigmoid output is turned into two-class probabilities.
-    """
-
-    def __init__(self, model: Any, num_classes: int) -> None:
-        self.model = model
-        self.num_classes = num_classes
-        shape = tuple(model.input_shape)
-        self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
-        self.channels = shape[3]
-        out = model.output_shape[-1]
-        if out != num_classes and not (out == 1 and num_classes == 2):
-            raise FlexplatError(
-                f"the model outputs {out} classes but the run's config lists {num_classes}; "
-                f"the run folder is inconsistent (retrain or fix config.yaml)"
-            )
-        self._sigmoid = out == 1 and num_classes == 2
-        self._functions: dict[tuple[int, ...], Callable] = {}
-        self.seconds = 0.0
-        self.calls = 0
-
-    def _function(self, shape: tuple[int, ...]) -> Callable:
-        fn = self._functions.get(shape)
-        if fn is None:
-            import tensorflow as tf
-
-            model = self.model
-
-            def forward(x):
-                return model(x, training=False)
-
-            fn = tf.function(forward, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
-            self._functions[shape] = fn
-        return fn
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        probs = self._function(tuple(batch.shape[1:]))(batch).numpy()
-        if self._sigmoid:
-            probs = np.concatenate([1.0 - probs, probs], axis=-1)
-        self.seconds += time.perf_counter() - started
-        self.calls += 1
-        return probs
-
-
 # -- per image work -------------------------------------------------------------------------
 
 
@@ -223,9 +181,8 @@ class _Item:
     index: int
     path: Path
     rgb: np.ndarray  # original image, uint8 RGB (for the overlay)
-    tiled: bool
-    net: np.ndarray | None = None  # tiled path: original-size network input (uint8)
-    model_input: np.ndarray | None = None  # resize path: float32 at the model size
+    prepared: Prepared  # network input at the chosen scale
+    factor: float | tuple[float, float]
 
 
 @dataclass
@@ -238,8 +195,7 @@ class _Skip:
 @dataclass
 class _Job:
     item: _Item
-    probs: np.ndarray | None = None  # resize path: probabilities at the model size
-    labels: np.ndarray | None = None  # tiled path: class indices at the original size
+    probs: np.ndarray  # probabilities at the prepared (scaled, padded) size
 
 
 def _reason(exc: Exception, path: Path) -> str:
@@ -248,23 +204,6 @@ def _reason(exc: Exception, path: Path) -> str:
         if text.startswith(prefix):
             return text[len(prefix) :]
     return text
-
-
-def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an H x W x C array (any C), keeping the channel axis."""
-    if array.shape[:2] == (height, width):
-        return array
-    parts = []
-    for first in range(0, array.shape[2], 256):  # OpenCV handles at most 512 channels per call
-        part = cv2.resize(array[:, :, first : first + 256], (width, height), interpolation=cv2.INTER_LINEAR)
-        parts.append(part.reshape(height, width, -1))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
-
-
-def _to_network(rgb: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 3:
-        return rgb
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
 
 
 def _row(name: str, labels: np.ndarray, tiled: bool, class_names: Sequence[str]) -> dict[str, Any]:
@@ -310,7 +249,7 @@ class _Writer(threading.Thread):
                 self.error = exc
             finally:
                 job.item = None  # type: ignore[assignment]  # free the arrays early
-                job.probs = job.labels = None
+                job.probs = None  # type: ignore[assignment]
             self.on_done()
 
     def put(self, job: _Job) -> None:
@@ -341,93 +280,178 @@ def resolve_run(run: RunDir | str | Path | None, runs_root: Path = RUNS_ROOT) ->
     return RunDir.open(run), False
 
 
+@dataclass(frozen=True)
+class InferSettings:
+    """How a folder is segmented; ``None`` fields fall back to the run's ``infer`` config."""
+
+    overlay: bool = True
+    index_masks: bool = False
+    tile: str | None = None
+    tile_size: int | None = None
+    batch_size: int | None = None
+    overwrite: bool = False
+    diameter: float | None = None
+    per_image_scale: bool = False
+    rescale: bool = True
+    tta: bool = False
+
+
 def run_inference(
     run: RunDir | str | Path | None,
     images: Path,
     output: Path | None = None,
     *,
-    overlay: bool = True,
-    index_masks: bool = False,
-    tile: str | None = None,
-    tile_size: int | None = None,
-    batch_size: int | None = None,
-    overwrite: bool = False,
     console: Console | None = None,
     runs_root: Path = RUNS_ROOT,
     progress: bool = True,
+    **settings: Any,
 ) -> InferSummary:
     """Segment every image in ``images`` with ``run``'s model; see the module docstring.
 
-    ``run=None`` uses the latest completed run under ``runs_root`` (and says so). ``tile``
-    (auto/always/never), ``batch_size`` default to the run's ``infer`` config. ``tile_size``
-    defaults to the model input; a fixed-size model accepts only its own input size.
+    ``run=None`` uses the latest completed run under ``runs_root`` (and says so). ``settings`` are
+    the fields of :class:`InferSettings` (tile mode, tile size, batch size, scale, TTA, outputs).
     """
     started = time.perf_counter()
     console = console or Console()
+    options = InferSettings(**settings)
+    run = _announce(run, runs_root, console)
+    files = list_images(Path(images))
+    output = Path(output) if output is not None else run.path / "predictions" / Path(images).resolve().name
+    targets = _plan_targets(files, output, options)
+    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta)
+    load_seconds = time.perf_counter() - started
+    plan = plan_folder_scale(run, segmenter, files, options, console, progress)
+    console.print(plan.describe())
+    output.mkdir(parents=True, exist_ok=True)
+    rows, skipped = _segment_folder(run, segmenter, plan, files, targets, console, progress)
+    summary = InferSummary(
+        run=run.path,
+        images_dir=Path(images),
+        output_dir=output,
+        found=len(files),
+        processed=len(rows),
+        tiled=sum(1 for r in rows if r["tiled"]),
+        skipped=skipped,
+        rows=rows,
+        load_seconds=load_seconds,
+        model_seconds=segmenter.predictor.seconds,
+        total_seconds=time.perf_counter() - started,
+        classes=[c.name for c in run.classes()],
+        scale=plan.to_dict(),
+        tta=options.tta,
+    )
+    _write_summary(summary, output)
+    return summary
+
+
+def _announce(run: RunDir | str | Path | None, runs_root: Path, console: Console) -> RunDir:
     run, automatic = resolve_run(run, runs_root)
     if automatic:
         console.print(f"Using run [bold]{run.path}[/] (the latest completed run under {runs_root}/; --run to choose)")
+    return run
+
+
+def _plan_targets(files: Sequence[Path], output: Path, options: InferSettings) -> list[dict[str, Path]]:
+    """The output files of every input; refuses to overwrite unless asked (checked before any work)."""
+    targets = [_targets(stem, output, options.overlay, options.index_masks) for stem in output_stems(files)]
+    everything = [p for t in targets for p in t.values()] + [output / SUMMARY_CSV, output / SUMMARY_JSON]
+    _check_targets(files, everything, output, options.overwrite)
+    return targets
+
+
+def build_segmenter(
+    run: RunDir, tile: str | None, tile_size: int | None, batch_size: int | None, tta: bool
+) -> Segmenter:
+    """The run's model wrapped for prediction at any scale, with the run's ``infer`` settings."""
     config = run.config()
     infer_cfg = config.get("infer", {})
-    classes: list[ClassInfo] = run.classes()
-    class_names = [c.name for c in classes]
-    colors = [c.color for c in classes]
     mode = tile if tile is not None else infer_cfg.get("tile", "auto")
     if mode not in TILE_MODES:
         raise FlexplatError(f"tile: {mode!r} is not allowed; choose one of {', '.join(TILE_MODES)}")
     batch = int(batch_size if batch_size is not None else infer_cfg.get("batch_size", 4))
     if batch < 1:
         raise FlexplatError(f"--batch-size: must be at least 1, got {batch}")
-    overlap = float(infer_cfg.get("tile_overlap", 0.25))
-    alpha = float(infer_cfg.get("overlay_alpha", 0.45))
-
-    images = Path(images)
-    files = list_images(images)
-    output = Path(output) if output is not None else run.path / "predictions" / images.resolve().name
-    stems = output_stems(files)
-    targets = [_targets(stem, output, overlay, index_masks) for stem in stems]
-    all_targets = [p for t in targets for p in t.values()] + [output / SUMMARY_CSV, output / SUMMARY_JSON]
-    _check_targets(files, all_targets, output, overwrite)
-
-    model = load_model(run)
-    predictor = Predictor(model, len(classes))
-    model_hw = _model_size(predictor, config)
-    tile_hw = _tile_size(predictor, config, model_hw, tile_size)
+    predictor = Predictor(load_model(run), len(config["classes"]))
     if predictor.channels not in (1, 3):
         raise FlexplatError(f"{run.model_path}: models with {predictor.channels} input channels are not supported")
-    load_seconds = time.perf_counter() - started
-    output.mkdir(parents=True, exist_ok=True)
-    index_dtype = np.uint8 if len(classes) <= 256 else np.uint16
+    model_hw = _model_size(predictor, config)
+    return Segmenter(
+        predictor=predictor,
+        multiple=_size_multiple(config),
+        tile_hw=_tile_size(predictor, config, model_hw, tile_size),
+        overlap=float(infer_cfg.get("tile_overlap", 0.25)),
+        batch_size=batch,
+        max_side=int(infer_cfg.get("max_side", DEFAULT_MAX_SIDE)),
+        tile_mode=mode,
+        tta=tta,
+        model_hw=model_hw,
+        stain_norm=config.get("data", {}).get("stain_norm"),
+    )
 
-    def decode(i: int, path: Path) -> _Item | _Skip:
-        try:
-            rgb = read_image(path)
-        except (DataError, OSError, cv2.error) as exc:
-            return _Skip(i, path, _reason(exc, path))
-        height, width = rgb.shape[:2]
-        net = _to_network(rgb, predictor.channels)
-        tiled = mode == "always" or (mode == "auto" and (height > model_hw[0] or width > model_hw[1]))
-        if tiled:
-            return _Item(i, path, rgb, True, net=net)
-        resized = _resize(net, *model_hw).astype(np.float32)
-        return _Item(i, path, rgb, False, model_input=resized.reshape(*model_hw, predictor.channels))
 
-    def finish(job: _Job) -> dict:
-        item = job.item
-        height, width = item.rgb.shape[:2]
-        if job.labels is not None:
-            labels = job.labels
-        else:
-            labels = np.argmax(_resize(job.probs, height, width), axis=-1).astype(index_dtype)
-        paths = targets[item.index]
-        write_png(paths["mask"], colorize(labels, colors))
-        if "overlay" in paths:
-            write_png(paths["overlay"], overlay_image(item.rgb, labels, colors, alpha))
-        if "index" in paths:
-            write_png(paths["index"], labels.astype(index_dtype))
-        return _row(item.path.name, labels, item.tiled, class_names)
+def _size_multiple(config: dict) -> int:
+    from flexplat.plugins import get_registry
 
-    skipped: list[tuple[int, str, str]] = []
+    name = config["model"]["name"]
+    registry = get_registry()
+    if name not in registry.names("model"):
+        return 1
+    return int(registry.get("model", name).size_multiple(config["model"].get("options", {})))
+
+
+def plan_folder_scale(
+    run: RunDir,
+    segmenter: Segmenter,
+    files: Sequence[Path],
+    options: InferSettings,
+    console: Console,
+    progress: bool,
+) -> ScalePlan:
+    """The scale the folder is segmented at (see :mod:`flexplat.engine.scale`)."""
+    training = run.training_scale()
+    if training is None and options.diameter is not None:
+        raise FlexplatError(
+            f"{run.path}: this run records no training scale (it was trained before flexplat recorded one), "
+            f"so --diameter cannot be converted; leave --diameter out (images are then resized to the model "
+            f"input as in training) or retrain"
+        )
+    if options.diameter is not None and options.diameter <= 0:
+        raise FlexplatError(f"--diameter: must be a positive number of pixels, got {options.diameter}")
+    if training is None and options.rescale:
+        console.print(f"[yellow]{run.path}: no training scale recorded; images are resized to the model input[/]")
+
+    def estimate() -> list[float | None]:
+        return estimate_folder(segmenter, files, training.object_diameter, console, progress)
+
+    return plan_scale(
+        training,
+        diameter=options.diameter,
+        per_image=options.per_image_scale,
+        rescale=options.rescale,
+        estimate=estimate,
+    )
+
+
+def estimate_folder(
+    segmenter: Segmenter, files: Sequence[Path], training_diameter: float, console: Console, progress: bool
+) -> list[float | None]:
+    """Each image's object diameter (its own pixels) estimated with the model; None where none found."""
+    found: list[float | None] = []
+    with _progress(console, progress) as bar:
+        task = bar.add_task("Estimating scale", total=len(files))
+        for path in files:
+            try:
+                net = segmenter.network_view(read_image(path))
+            except (DataError, OSError, cv2.error):
+                found.append(None)  # reported by the segmenting pass
+            else:
+                start = segmenter.framing_factor(*net.shape[:2])
+                found.append(estimate_diameter(segmenter.labels_at, net, start, training_diameter))
+            bar.advance(task)
+    return found
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -435,60 +459,123 @@ def run_inference(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    return Progress(*columns, console=console, disable=not enabled)
+
+
+def _segment_folder(
+    run: RunDir,
+    segmenter: Segmenter,
+    plan: ScalePlan,
+    files: Sequence[Path],
+    targets: Sequence[dict[str, Path]],
+    console: Console,
+    progress: bool,
+) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Decode ahead in threads, predict in batches here, post-process and write in the background."""
+    classes = run.classes()
+    alpha = float(run.config().get("infer", {}).get("overlay_alpha", 0.45))
+    finish = _finisher(classes, targets, alpha, plan)
+    skipped: list[tuple[int, str, str]] = []
+    with _progress(console, progress) as bar:
         task = bar.add_task("Segmenting", total=len(files))
-        writer = _Writer(finish, lambda: bar.advance(task), depth=max(2, batch))
+        writer = _Writer(finish, lambda: bar.advance(task), depth=max(2, segmenter.batch_size))
         writer.start()
-        pending: list[_Item] = []
-
-        def flush() -> None:
-            if not pending:
-                return
-            probs = predictor(np.stack([item.model_input for item in pending]))
-            for item, item_probs in zip(pending, probs, strict=True):
-                item.model_input = None
-                writer.put(_Job(item, probs=item_probs))
-            pending.clear()
-
+        batcher = _Batcher(segmenter, writer)
         try:
-            for result in _prefetched(decode, files, ahead=batch + 2):
+            for result in _prefetched(_decoder(segmenter, plan), files, ahead=segmenter.batch_size + 2):
                 if isinstance(result, _Skip):
                     skipped.append((result.index, result.path.name, result.reason))
                     console.print(f"[yellow]Skipped[/] {result.path.name}: {result.reason}")
                     bar.advance(task)
-                    continue
-                if result.tiled:
-                    probs = predict_tiled(predictor, result.net, tile_hw, overlap, batch)
-                    labels = np.argmax(probs, axis=-1).astype(index_dtype)
-                    del probs
-                    result.net = None
-                    writer.put(_Job(result, labels=labels))
                 else:
-                    pending.append(result)
-                    # the very first batch holds one image: the first result (and any error) comes early
-                    if len(pending) >= (batch if predictor.calls else 1):
-                        flush()
-            flush()
+                    batcher.add(result)
+            batcher.flush()
         finally:
             writer.close()
-
     rows = [writer.rows[i] for i in sorted(writer.rows)]
-    summary = InferSummary(
-        run=run.path,
-        images_dir=images,
-        output_dir=output,
-        found=len(files),
-        processed=len(rows),
-        tiled=sum(1 for r in rows if r["tiled"]),
-        skipped=[(name, reason) for _, name, reason in sorted(skipped)],
-        rows=rows,
-        load_seconds=load_seconds,
-        model_seconds=predictor.seconds,
-        total_seconds=time.perf_counter() - started,
-        classes=class_names,
-    )
-    _write_summary(summary, output)
-    return summary
+    return rows, [(name, reason) for _, name, reason in sorted(skipped)]
+
+
+def _decoder(segmenter: Segmenter, plan: ScalePlan) -> Callable[[int, Path], _Item | _Skip]:
+
+    def decode(index: int, path: Path) -> _Item | _Skip:
+        try:
+            rgb = read_image(path)
+        except (DataError, OSError, cv2.error) as exc:
+            return _Skip(index, path, _reason(exc, path))
+        factor = plan.factor_for(index, rgb.shape[0], rgb.shape[1], segmenter.model_hw)
+        if plan.factor is None and plan.method == "training framing" and segmenter.tile_mode == "always":
+            factor = 1.0  # no scale to bring the image to: forced tiles cover it at its own pixels
+        return _Item(index, path, rgb, segmenter.prepare(segmenter.network_view(rgb), factor), factor)
+
+    return decode
+
+
+class _Batcher:
+    """Groups prepared whole images of one shape into prediction batches; tiled images go alone.
+
+    The very first batch holds one image, so the first result (and any error) comes early.
+    """
+
+    def __init__(self, segmenter: Segmenter, writer: _Writer) -> None:
+        self.segmenter = segmenter
+        self.writer = writer
+        self.pending: list[_Item] = []
+
+    def add(self, item: _Item) -> None:
+        if item.prepared.tiled:
+            probs = self.segmenter.predict_tiled(item.prepared)
+            item.prepared.array = None  # type: ignore[assignment]
+            self.writer.put(_Job(item, probs))
+            return
+        if self.pending and self.pending[0].prepared.array.shape != item.prepared.array.shape:
+            self.flush()
+        self.pending.append(item)
+        if len(self.pending) >= (self.segmenter.batch_size if self.segmenter.predictor.calls else 1):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        probs = self.segmenter.predict_whole(np.stack([item.prepared.array for item in self.pending]))
+        for item, item_probs in zip(self.pending, probs, strict=True):
+            item.prepared.array = None  # type: ignore[assignment]
+            self.writer.put(_Job(item, item_probs))
+        self.pending.clear()
+
+
+def _finisher(
+    classes: Sequence[ClassInfo], targets: Sequence[dict[str, Path]], alpha: float, plan: ScalePlan
+) -> Callable[[_Job], dict]:
+    """Post-processing of one image: back to its size, argmax, colour, overlay, write, summary row."""
+    colors = [c.color for c in classes]
+    names = [c.name for c in classes]
+    index_dtype = np.uint8 if len(classes) <= 256 else np.uint16
+
+    def finish(job: _Job) -> dict:
+        item = job.item
+        labels = np.argmax(Segmenter.restore(item.prepared, job.probs), axis=-1).astype(index_dtype)
+        paths = targets[item.index]
+        write_png(paths["mask"], colorize(labels, colors))
+        if "overlay" in paths:
+            write_png(paths["overlay"], overlay_image(item.rgb, labels, colors, alpha))
+        if "index" in paths:
+            write_png(paths["index"], labels)
+        row = _row(item.path.name, labels, item.prepared.tiled, names)
+        row["scale"] = _scale_value(item.factor)
+        estimates = plan.estimates
+        row["estimated_diameter"] = (
+            None if not estimates or not estimates[item.index] else round(estimates[item.index], 2)
+        )
+        return row
+
+    return finish
+
+
+def _scale_value(factor: float | tuple[float, float]) -> float | list[float]:
+    if isinstance(factor, tuple):
+        return [round(factor[0], 4), round(factor[1], 4)]
+    return round(factor, 4)
 
 
 def _model_size(predictor: Predictor, config: dict) -> tuple[int, int]:
@@ -561,7 +648,8 @@ def _prefetched(decode: Callable[[int, Path], Any], files: Sequence[Path], ahead
 
 
 def _write_summary(summary: InferSummary, output: Path) -> None:
-    fields = ["file", "width", "height", "tiled", "predicted_class", "foreground_fraction"]
+    fields = ["file", "width", "height", "tiled", "scale", "estimated_diameter", "predicted_class"]
+    fields += ["foreground_fraction"]
     fields += [f"fraction_{name}" for name in summary.classes]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")

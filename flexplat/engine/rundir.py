@@ -27,6 +27,7 @@ import yaml
 
 from flexplat.atomic import atomic_write_text
 from flexplat.config import dump_yaml
+from flexplat.engine.scale import TrainingScale
 from flexplat.errors import FlexplatError
 from flexplat.specs import ClassInfo, classes_from_config
 
@@ -127,6 +128,11 @@ class RunDir:
         info = {**self.info(), **values}
         atomic_write_text(self.path / RUN_INFO, json.dumps(info, indent=2, default=str) + "\n")
         return info
+
+    def training_scale(self) -> TrainingScale | None:
+        """The pixel scale the model learnt at (run.json ``scale``), or None for older runs."""
+        recorded = self.info().get("scale")
+        return TrainingScale.from_dict(recorded) if recorded else None
 
     @property
     def completed(self) -> bool:

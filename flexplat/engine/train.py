@@ -16,6 +16,7 @@ from flexplat.config import require_model
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
 from flexplat.engine.rundir import RunDir
+from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
 from flexplat.errors import DataError, FlexplatError
 from flexplat.plugins import get_registry, get_system
 from flexplat.specs import classes_from_config
@@ -112,96 +113,178 @@ def train(
     *,
     out: Path | None = None,
     resume: Path | None = None,
+    init: Path | None = None,
     demo: bool = False,
     console: Console | None = None,
 ) -> RunDir:
     """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder.
 
+    ``init`` starts from a trained run's weights (fine-tuning); its classes must match by name.
     The data is checked before a run folder is made or TensorFlow is imported, so a bad dataset
     fails fast and leaves nothing behind.
     """
     console = console or Console()
-    if resume is not None:
-        run = RunDir.open(resume)
-        if run.completed:
-            raise FlexplatError(f"{run.path}: this run already completed; start a new run instead")
-        config = run.config()
-        state = ResumeState(run).load()
-        if state["epoch"] == 0:
-            console.print(f"{run.path}: no completed epoch to resume from; starting at epoch 1")
-    elif config is None:
-        raise FlexplatError("train() needs a config or a run folder to resume")
-    else:
-        require_model(config)
-        if demo:
-            ensure_demo_data(config, console)
-
+    config, run, state = _start(config, resume, demo, console)
+    source = _init_source(init, config) if init is not None else None
     codec, splits = load_splits(config, console)
     if not splits["valid"]:
         raise DataError(
             f"{config['data']['root']}: no validation pairs; add a valid folder (data.valid) "
             "or set data.split.valid > 0"
         )
-    if resume is None:
+    if run is None:
         run = RunDir.create(out, config.get("project"))
         run.write_config(config)
-        state = {"epoch": 0, "callbacks": {}}
-
-    import keras
-
-    from flexplat.data.pipeline import make_dataset
-
-    seed = config["train"]["seed"]
-    keras.utils.set_random_seed(seed)
-    classes = classes_from_config(config["classes"])
-    train_cfg = config["train"]
-    size = tuple(config["model"]["image_size"])
-    common = {"image_size": size, "num_classes": len(classes), "batch_size": train_cfg["batch_size"], "seed": seed}
-    train_ds = make_dataset(
-        splits["train"], codec, shuffle=True, augment=train_cfg["augment"], cache=config["data"]["cache"], **common
-    )
-    valid_ds = make_dataset(
-        splits["valid"], codec, shuffle=False, augment=None, cache=config["data"]["cache"], **common
-    )
-
-    context = RunContext(run, config, classes, codec, splits, console, initial_epoch=state["epoch"])
-    registry = get_registry()
-    named = {}
-    for name, options in train_cfg["callbacks"].items():
-        if options is not False:
-            named[name] = registry.get("callback", name).factory(context, options)
+    scale = _training_scale(run, config, codec, splits["train"])
+    train_ds, valid_ds = _datasets(config, codec, splits)
+    context = RunContext(run, config, classes_from_config(config["classes"]), codec, splits, console,
+                         initial_epoch=state["epoch"])  # fmt: skip
+    named = _callbacks(context, config)
     resume_state = ResumeState(run)
     callbacks = [*named.values(), resume_state.callback(named, state["callbacks"])]
-
-    model = _build_model(config, len(classes))
+    model = _build_model(config, len(config["classes"]))
     if state["epoch"]:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(resume_state.weights)
         console.print(f"Resuming {run.path} after epoch {state['epoch']}")
-
-    started = time.time()
-    info = run.info()
-    run.update_info(
-        status="running",
-        project=config.get("project"),
-        seed=seed,
-        determinism=NONDETERMINISM,
-        versions=versions(),
-        dataset={
-            "root": str(config["data"]["root"]),
-            "sha256": dataset_fingerprint(config["data"]["root"], splits),
-            "pairs": {k: len(v) for k, v in splits.items()},
-        },
-        started=info.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
-        model={"name": config["model"]["name"], "parameters": int(model.count_params())},
-    )
+    elif source is not None:
+        _load_init_weights(model, source, console)
+    info = _record_start(run, config, splits, model, scale, source)
     console.print(
         f"Run folder: [bold]{run.path}[/]  model {config['model']['name']} "
         f"({model.count_params():,} parameters), {len(splits['train'])} train / {len(splits['valid'])} valid pairs"
     )
-    verbose = 0 if "progress" in named else 2
+    started = time.time()
+    history = _fit(run, model, train_ds, valid_ds, config, state, callbacks, verbose=0 if "progress" in named else 2)
+    _record_end(run, model, named, context, info, state["epoch"] + len(history.epoch), time.time() - started)
+    return run
+
+
+def _start(config: dict | None, resume: Path | None, demo: bool, console: Console) -> tuple[dict, RunDir | None, dict]:
+    """The config, the run folder when resuming (None for a new run) and the resume state."""
+    if resume is not None:
+        run = RunDir.open(resume)
+        if run.completed:
+            raise FlexplatError(f"{run.path}: this run already completed; start a new run instead")
+        state = ResumeState(run).load()
+        if state["epoch"] == 0:
+            console.print(f"{run.path}: no completed epoch to resume from; starting at epoch 1")
+        return run.config(), run, state
+    if config is None:
+        raise FlexplatError("train() needs a config or a run folder to resume")
+    require_model(config)
+    if demo:
+        ensure_demo_data(config, console)
+    return config, None, {"epoch": 0, "callbacks": {}}
+
+
+def _init_source(init: Path, config: dict) -> RunDir:
+    """The run whose weights start this one; its classes must be the config's, by name and order."""
+    source = RunDir.open(init)
+    if not source.model_path.is_file():
+        raise FlexplatError(f"{source.path}: no {source.model_path.name} to start from; that run never saved a model")
+    theirs = [c.name for c in source.classes()]
+    ours = [c["name"] for c in config["classes"]]
+    if theirs != ours:
+        hint = (
+            "the same classes in another order: list them in the run's order in your config"
+            if sorted(theirs) == sorted(ours)
+            else f"missing here: {sorted(set(theirs) - set(ours)) or 'none'}, "
+            f"new here: {sorted(set(ours) - set(theirs)) or 'none'}"
+        )
+        raise FlexplatError(
+            f"--init {source.path}: its classes {theirs} differ from this config's {ours} ({hint}); "
+            f"a model can only be fine-tuned on the classes it predicts"
+        )
+    if source.config()["model"]["name"] != config["model"]["name"]:
+        raise FlexplatError(
+            f"--init {source.path}: that run trained model '{source.config()['model']['name']}', this config "
+            f"names '{config['model']['name']}'; use the same model (and options) to start from its weights"
+        )
+    return source
+
+
+def _load_init_weights(model: Any, source: RunDir, console: Console) -> None:
+    from flexplat.engine.model_file import load_model
+
+    trained = load_model(source)
     try:
-        history = model.fit(
+        model.set_weights(trained.get_weights())
+    except ValueError as exc:
+        raise FlexplatError(
+            f"--init {source.path}: its weights do not fit this model ({exc}); model options must match the run's"
+        ) from None
+    console.print(f"Starting from the weights of {source.path}")
+
+
+def _training_scale(run: RunDir, config: dict, codec: Any, pairs: list[Any]) -> TrainingScale | None:
+    """The scale the model learns at, measured once from the training masks (kept when resuming)."""
+    recorded = run.training_scale()
+    if recorded is not None:
+        return recorded
+    masks = (codec.read_mask(pair).mask for pair in evenly_spaced(pairs))
+    return measure_training_scale(masks, config["model"]["image_size"])
+
+
+def _datasets(config: dict, codec: Any, splits: dict[str, list[Any]]) -> tuple[Any, Any]:
+    import keras
+
+    from flexplat.data.pipeline import make_dataset
+
+    train_cfg = config["train"]
+    keras.utils.set_random_seed(train_cfg["seed"])
+    common = {
+        "image_size": tuple(config["model"]["image_size"]),
+        "num_classes": len(config["classes"]),
+        "batch_size": train_cfg["batch_size"],
+        "seed": train_cfg["seed"],
+        "cache": config["data"]["cache"],
+        "stain_norm": config["data"].get("stain_norm"),
+    }
+    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=train_cfg["augment"], **common)
+    valid_ds = make_dataset(splits["valid"], codec, shuffle=False, augment=None, **common)
+    return train_ds, valid_ds
+
+
+def _callbacks(context: RunContext, config: dict) -> dict[str, Any]:
+    registry = get_registry()
+    return {
+        name: registry.get("callback", name).factory(context, options)
+        for name, options in config["train"]["callbacks"].items()
+        if options is not False
+    }
+
+
+def _record_start(
+    run: RunDir, config: dict, splits: dict, model: Any, scale: TrainingScale | None, source: RunDir | None
+) -> dict:
+    info = run.info()
+    values: dict[str, Any] = {
+        "status": "running",
+        "project": config.get("project"),
+        "seed": config["train"]["seed"],
+        "determinism": NONDETERMINISM,
+        "versions": versions(),
+        "dataset": {
+            "root": str(config["data"]["root"]),
+            "sha256": dataset_fingerprint(config["data"]["root"], splits),
+            "pairs": {k: len(v) for k, v in splits.items()},
+        },
+        "started": info.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
+        "model": {"name": config["model"]["name"], "parameters": int(model.count_params())},
+        "scale": scale.to_dict() if scale else None,
+    }
+    if source is not None:
+        values["init"] = {"run": str(source.path), "model": config["model"]["name"]}
+    run.update_info(**values)
+    return info
+
+
+def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, state: dict, callbacks: list,
+         verbose: int) -> Any:  # fmt: skip
+    train_cfg = config["train"]
+    try:
+        return model.fit(
             train_ds,
             validation_data=valid_ds,
             epochs=train_cfg["epochs"],
@@ -220,8 +303,10 @@ def train(
             message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
             raise DataError(f"{message} (fix the file, then `flexplat train --resume {run.path}`)") from None
         raise
-    seconds = time.time() - started
-    epochs_done = state["epoch"] + len(history.epoch)
+
+
+def _record_end(run: RunDir, model: Any, named: dict, context: RunContext, info: dict, epochs: int,
+                seconds: float) -> None:  # fmt: skip
     if not run.model_path.is_file():
         model.save(run.model_path)
     checkpoint = named.get("checkpoint")
@@ -229,8 +314,7 @@ def train(
     run.update_info(
         status="completed",
         finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        epochs_completed=epochs_done,
+        epochs_completed=epochs,
         train_seconds=round(info.get("train_seconds", 0) + seconds, 1),
         best={"monitor": context.monitor, **best},
     )
-    return run

@@ -1,0 +1,235 @@
+"""The prediction core shared by ``infer`` and ``evaluate``: a model as a NumPy function, brought
+to the run's pixel scale, optionally with test-time augmentation, whole or tiled.
+
+:class:`Predictor` is the batched forward pass. :class:`Segmenter` turns one image (network input,
+original size) and a scale factor into class probabilities at the image's own size:
+
+1. resize the image by ``factor`` (the run's pixel scale, see :mod:`flexplat.engine.scale`);
+2. predict it whole - mirror-padded up to a size the model accepts - or, when it is larger than
+   ``max_side`` (or the model takes one fixed input size and the image is larger), in overlapping
+   tiles (:mod:`flexplat.engine.tiling`);
+3. resize the probabilities back to the original size (bilinear, before any argmax).
+
+With ``tta`` every prediction is the mean of the model's probabilities over the flips and
+right-angle turns of the input (8 views of a square input, 4 of a rectangular one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flexplat.engine.tiling import predict_tiled
+from flexplat.errors import FlexplatError
+
+
+class Predictor:
+    """Batched forward pass of a Keras model as a NumPy function, timed.
+
+    One ``tf.function`` per input shape (batch dimension left open, so a short last batch does not
+    retrace). A single-channel sigmoid output is turned into two-class probabilities.
+    """
+
+    def __init__(self, model: Any, num_classes: int) -> None:
+        self.model = model
+        self.num_classes = num_classes
+        shape = tuple(model.input_shape)
+        self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
+        self.channels = shape[3]
+        out = model.output_shape[-1]
+        if out != num_classes and not (out == 1 and num_classes == 2):
+            raise FlexplatError(
+                f"the model outputs {out} classes but the run's config lists {num_classes}; "
+                f"the run folder is inconsistent (retrain or fix config.yaml)"
+            )
+        self._sigmoid = out == 1 and num_classes == 2
+        self._functions: dict[tuple[int, ...], Callable] = {}
+        self.seconds = 0.0
+        self.calls = 0
+
+    @property
+    def fixed_input(self) -> bool:
+        return self.input_hw[0] is not None or self.input_hw[1] is not None
+
+    def _function(self, shape: tuple[int, ...]) -> Callable:
+        fn = self._functions.get(shape)
+        if fn is None:
+            import tensorflow as tf
+
+            model = self.model
+
+            def forward(x):
+                return model(x, training=False)
+
+            fn = tf.function(forward, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
+            self._functions[shape] = fn
+        return fn
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        probs = self._function(tuple(batch.shape[1:]))(batch).numpy()
+        if self._sigmoid:
+            probs = np.concatenate([1.0 - probs, probs], axis=-1)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return probs
+
+
+# -- test-time augmentation -----------------------------------------------------------------
+
+
+def _views(square: bool) -> list[tuple[int, bool]]:
+    """(quarter turns, horizontal flip) of the dihedral views used for TTA."""
+    turns = (0, 1, 2, 3) if square else (0, 2)
+    return [(k, flip) for k in turns for flip in (False, True)]
+
+
+def _forward_view(batch: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    out = np.rot90(batch, turns, axes=(1, 2))
+    return out[:, :, ::-1] if flip else out
+
+
+def _inverse_view(probs: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    out = probs[:, :, ::-1] if flip else probs
+    return np.rot90(out, -turns, axes=(1, 2))
+
+
+def with_tta(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` averaged over flips and right-angle turns of its input batch."""
+
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        views = _views(batch.shape[1] == batch.shape[2])
+        total = None
+        for turns, flip in views:
+            probs = _inverse_view(predict(np.ascontiguousarray(_forward_view(batch, turns, flip))), turns, flip)
+            total = probs.astype(np.float32) if total is None else total + probs
+        return total / len(views)
+
+    return averaged
+
+
+# -- resizing -------------------------------------------------------------------------------
+
+
+def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an H x W x C array (any C), keeping the channel axis."""
+    if array.shape[:2] == (height, width):
+        return array
+    parts = []
+    for first in range(0, array.shape[2], 256):  # OpenCV handles at most 512 channels per call
+        part = cv2.resize(array[:, :, first : first + 256], (width, height), interpolation=cv2.INTER_LINEAR)
+        parts.append(part.reshape(height, width, -1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int, minimum: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Mirror-pad bottom/right so both sides are multiples of ``multiple`` and at least ``minimum``."""
+    height, width = image.shape[:2]
+    target_h = max(minimum[0], -(-height // multiple) * multiple)
+    target_w = max(minimum[1], -(-width // multiple) * multiple)
+    if (target_h, target_w) == (height, width):
+        return image
+    widths = [(0, target_h - height), (0, target_w - width)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="symmetric")
+
+
+# -- one image ------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """An image ready for the network: resized by the scale factor, padded, or marked for tiling."""
+
+    height: int  # original size
+    width: int
+    scaled_hw: tuple[int, int]
+    tiled: bool
+    array: np.ndarray  # padded float32 network input (whole) or the scaled image (tiled)
+
+
+@dataclass
+class Segmenter:
+    """Class probabilities of images at their own size, at a given scale (see the module docstring)."""
+
+    predictor: Predictor
+    multiple: int
+    tile_hw: tuple[int, int]
+    overlap: float
+    batch_size: int
+    max_side: int
+    tile_mode: str = "auto"  # auto: tile only when too large; always; never
+    tta: bool = False
+    model_hw: tuple[int, int] = (256, 256)  # the training input size (the training framing)
+    stain_norm: Mapping[str, Any] | None = None  # the run's data.stain_norm, applied as in training
+
+    def __post_init__(self) -> None:
+        self.forward = with_tta(self.predictor) if self.tta else self.predictor
+
+    def network_view(self, rgb: np.ndarray) -> np.ndarray:
+        """What the network sees of an RGB image: stain-normalised as in training, grey if 1-channel."""
+        if self.stain_norm and self.stain_norm.get("method", "none") != "none":
+            from flexplat.data.stain import normalize
+
+            rgb = normalize(rgb, self.stain_norm["method"], self.stain_norm.get("target"))
+        return to_network(rgb, self.predictor.channels)
+
+    def framing_factor(self, height: int, width: int) -> float:
+        """One factor close to the training framing (image resized to the model input)."""
+        return float(np.sqrt(self.model_hw[0] / height * self.model_hw[1] / width))
+
+    def prepare(self, net_image: np.ndarray, factor: float | tuple[float, float]) -> Prepared:
+        """Resize ``net_image`` (H x W x channels) by ``factor`` (one, or per axis) and pad or tile it."""
+        height, width = net_image.shape[:2]
+        fy, fx = factor if isinstance(factor, tuple) else (factor, factor)
+        scaled_hw = (max(1, round(height * fy)), max(1, round(width * fx)))
+        scaled = resize(net_image, *scaled_hw).reshape(*scaled_hw, net_image.shape[2])
+        if self._tiled(scaled_hw):
+            return Prepared(height, width, scaled_hw, True, scaled)
+        minimum = self.tile_hw if self.predictor.fixed_input else (1, 1)
+        padded = pad_to_multiple(scaled, self.multiple, minimum).astype(np.float32)
+        return Prepared(height, width, scaled_hw, False, padded)
+
+    def _tiled(self, scaled_hw: tuple[int, int]) -> bool:
+        if self.tile_mode != "auto":
+            return self.tile_mode == "always"
+        limit = self.tile_hw if self.predictor.fixed_input else (self.max_side, self.max_side)
+        return scaled_hw[0] > limit[0] or scaled_hw[1] > limit[1]
+
+    def predict_whole(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of prepared whole (padded) inputs of one shape."""
+        return self.forward(batch)
+
+    def predict_tiled(self, prepared: Prepared) -> np.ndarray:
+        return predict_tiled(self.forward, prepared.array, self.tile_hw, self.overlap, self.batch_size)
+
+    @staticmethod
+    def restore(prepared: Prepared, probs: np.ndarray) -> np.ndarray:
+        """Probabilities of a prepared image (padded, scaled) back at its original size."""
+        cropped = probs[: prepared.scaled_hw[0], : prepared.scaled_hw[1]]
+        return resize(np.ascontiguousarray(cropped), prepared.height, prepared.width)
+
+    def probabilities(self, net_image: np.ndarray, factor: float | tuple[float, float]) -> np.ndarray:
+        """Class probabilities ``(H, W, C)`` of one image at its own size."""
+        prepared = self.prepare(net_image, factor)
+        if prepared.tiled:
+            return self.restore(prepared, self.predict_tiled(prepared))
+        return self.restore(prepared, self.predict_whole(prepared.array[None])[0])
+
+    def labels_at(self, net_image: np.ndarray, factor: float) -> np.ndarray:
+        """Predicted class indices at the SCALED size (for measuring object sizes)."""
+        prepared = self.prepare(net_image, factor)
+        probs = self.predict_tiled(prepared) if prepared.tiled else self.predict_whole(prepared.array[None])[0]
+        return np.argmax(probs[: prepared.scaled_hw[0], : prepared.scaled_hw[1]], axis=-1)
+
+
+def to_network(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """The network's view of an RGB image: itself, or grey for 1-channel models."""
+    if channels == 3:
+        return rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
