@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import flexplat_flexunet
-from click.testing import CliRunner
 
-from flexplat import ModelSpec
-from flexplat.cli import cli
-from flexplat.testing import plugin_system
+from flexplat import ModelSpec, resolve_config
+from flexplat.testing import invoke, plugin_system
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_presets_are_registered():
@@ -26,12 +28,12 @@ def test_presets_are_registered():
 
 def test_info_prints_parameters_and_gflops():
     with plugin_system(flexplat_flexunet):
-        result = CliRunner().invoke(cli, ["info", "flexunet"], terminal_width=200)
+        result = invoke(["info", "flexunet"], terminal_width=200)
         assert result.exit_code == 0, result.output
         assert "124,996,934 parameters" in result.output
         assert "115.7 GFLOP" in result.output
         assert "multiples of 128" in result.output
-        small = CliRunner().invoke(cli, ["info", "flexunet-small"], terminal_width=200)
+        small = invoke(["info", "flexunet-small"], terminal_width=200)
         assert small.exit_code == 0, small.output
         assert "At 256x256x3 with 6 classes" in small.output
 
@@ -47,3 +49,16 @@ def test_registration_and_describe_do_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_readme_own_dataset_example_validates_with_its_preset(tmp_path):
+    """The repository README's own-dataset example names flexunet-small: valid as written."""
+    block = re.search(r"```yaml\n# krd.yaml\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+    assert block, "README lost its KRD example"
+    config_file = tmp_path / "krd.yaml"
+    config_file.write_text(block.group(1))
+    with plugin_system(flexplat_flexunet):
+        config = resolve_config(config_file=config_file)
+    model = config["model"]
+    assert (model["name"], model["image_size"]) == ("flexunet-small", [256, 256])
+    assert model["options"]["num_layers"] == 6  # the preset's defaults filled in

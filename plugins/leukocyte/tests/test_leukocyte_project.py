@@ -6,15 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flexplat_flexunet
 import flexplat_leukocyte
 import pytest
 import yaml
-from click.testing import CliRunner
 from flexplat_leukocyte import project
 from flexplat_leukocyte.classes import GENERATOR_VERSION, class_table, original_id, type_of
 from flexplat_leukocyte.project import PROJECT
 
-from flexplat.testing import plugin_system
+from flexplat import resolve_config
+from flexplat.testing import invoke, plugin_system
 
 CLASS_COLOURS = [(c["name"], tuple(c["color"])) for c in class_table()]  # the one table (classes.TYPES)
 
@@ -68,31 +69,11 @@ def test_data_hint_names_source_licence_and_commands():
         assert text in hint
 
 
-def _registry_or_skip(names: dict[str, list[str]]):
-    """The full registry (installed plugins), or skip if an item the config names is not installed yet."""
-    from flexplat.plugins import get_registry
-
-    registry = get_registry()
-    missing = [f"{kind} {n}" for kind, wanted in names.items() for n in wanted if n not in registry.names(kind)]
-    if missing:
-        pytest.skip(f"registry incomplete (other plugins still being built): missing {', '.join(missing)}")
-    return registry
-
-
 def test_default_and_demo_configs_validate():
-    from flexplat.config import resolve
-
-    needed = {
-        "model": [PROJECT.config["model"]["name"], project.DEMO_CONFIG["model"]["name"]],
-        "codec": [PROJECT.config["data"]["codec"]],
-        "callback": list(PROJECT.config["train"]["callbacks"]),
-        "project": ["leukocyte"],
-    }
-    with plugin_system(autoload=True):
-        _registry_or_skip(needed)
-        config = resolve("leukocyte")
+    with plugin_system(flexplat_leukocyte, flexplat_flexunet):  # its models: the declared dependency
+        config = resolve_config("leukocyte")
         assert config["model"]["options"]["base_kernels"] == 9
-        demo = resolve("leukocyte", demo=True)
+        demo = resolve_config("leukocyte", demo=True)
     assert demo["model"]["name"] == "flexunet-small"
     assert demo["model"]["image_size"] == [128, 128]
     assert demo["model"]["options"]["base_kernels"] == 3 and demo["model"]["options"]["num_layers"] == 6
@@ -103,17 +84,14 @@ def test_default_and_demo_configs_validate():
 
 
 def test_info_and_generate_are_wired_into_the_cli():
-    from flexplat.cli import cli
-
     with plugin_system(flexplat_leukocyte):
-        runner = CliRunner()
-        info = runner.invoke(cli, ["info", "leukocyte"])
+        info = invoke(["info", "leukocyte"])
         assert info.exit_code == 0, info.output
         for name, color in CLASS_COLOURS:
             assert name in info.output and f"({color[0]},{color[1]},{color[2]})" in info.output
-        listed = runner.invoke(cli, ["generate", "--help"])
+        listed = invoke(["generate", "--help"])
         assert "leukocyte" in listed.output
-        helped = runner.invoke(cli, ["generate", "leukocyte", "--help"])
+        helped = invoke(["generate", "leukocyte", "--help"])
         assert helped.exit_code == 0
         for option in ("--source", "--synthetic", "--out", "--size", "--seed", "--split", "--augment", "--parts"):
             assert option in helped.output

@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 
+import flexplat_flexunet
 import flexplat_zheng_wbc
-import pytest
-from click.testing import CliRunner
 from flexplat_zheng_wbc.project import PARTS_PROJECT, PROJECT
 
-from flexplat.testing import plugin_system
+from flexplat import resolve_config
+from flexplat.testing import invoke, plugin_system
+
+# this plugin and the one its configs name a model of (its declared dependency flexplat-flexunet)
+WITH_MODELS = (flexplat_zheng_wbc, flexplat_flexunet)
 
 LEUKOCYTE_CLASSES = [
     ("background", (0, 0, 0)),
@@ -55,23 +58,10 @@ def test_default_config_carves_splits_by_image_and_names_no_data():
         assert text in PROJECT.data_hint
 
 
-def _registry_or_skip(names: dict[str, list[str]]):
-    from flexplat.plugins import get_registry
-
-    registry = get_registry()
-    missing = [f"{kind} {n}" for kind, wanted in names.items() for n in wanted if n not in registry.names(kind)]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-    return registry
-
-
 def test_configs_validate(tmp_path):
-    from flexplat.config import resolve
-
-    with plugin_system(autoload=True):
-        _registry_or_skip({"model": ["flexunet-small"], "project": ["zheng-wbc", "zheng-wbc-parts"]})
-        config = resolve("zheng-wbc", sets=[f"data.root={tmp_path}"])
-        parts = resolve("zheng-wbc-parts", sets=[f"data.root={tmp_path}", "model.image_size=[64,64]"])
+    with plugin_system(*WITH_MODELS):
+        config = resolve_config("zheng-wbc", sets=[f"data.root={tmp_path}"])
+        parts = resolve_config("zheng-wbc-parts", sets=[f"data.root={tmp_path}", "model.image_size=[64,64]"])
     assert config["data"]["root"] == str(tmp_path) and config["project"] == "zheng-wbc"
     assert config["model"]["name"] == "flexunet-small" and config["model"]["image_size"] == [96, 96]
     assert config["model"]["options"]["num_layers"] == 6  # the preset's defaults were filled in
@@ -102,8 +92,8 @@ def test_registers_through_its_entry_point():
 def test_plugin_module_imports_no_heavy_libraries():
     code = (
         "import sys, flexplat_zheng_wbc, flexplat_zheng_wbc.project as p; p.PROJECT; "
+        "from flexplat import get_registry\n"
         "from flexplat.testing import plugin_system\n"
-        "from flexplat.plugins import get_registry\n"
         "with plugin_system(flexplat_zheng_wbc):\n"
         "    get_registry().get('codec', 'zheng-wbc')\n"
         "print(sorted(m for m in ('numpy', 'cv2', 'tensorflow', 'keras') if m in sys.modules))"
@@ -113,25 +103,18 @@ def test_plugin_module_imports_no_heavy_libraries():
 
 
 def test_info_shows_the_codec_options():
-    from flexplat.cli import cli
-
     with plugin_system(flexplat_zheng_wbc):
-        info = CliRunner().invoke(cli, ["info", "zheng-wbc", "--kind", "codec"])
+        info = invoke(["info", "zheng-wbc", "--kind", "codec"])
     assert info.exit_code == 0, info.output
     for text in ("labels", "class_labels.csv", "task", "'type'", "'parts'"):
         assert text in info.output
 
 
 def test_data_check_on_a_generated_dataset(zheng_small):
-    from flexplat.cli import cli
-
     root, fakes = zheng_small
-    with plugin_system(flexplat_zheng_wbc, autoload=True):
-        _registry_or_skip({"model": ["flexunet-small"]})
-        result = CliRunner().invoke(cli, ["data", "check", "zheng-wbc", "--data", str(root), "--json"])
-        wrong = CliRunner().invoke(
-            cli, ["data", "check", "zheng-wbc", "--data", str(root), "--set", "data.codec_options.task=parts"]
-        )
+    with plugin_system(*WITH_MODELS):
+        result = invoke(["data", "check", "zheng-wbc", "--data", str(root), "--json"])
+        wrong = invoke(["data", "check", "zheng-wbc", "--data", str(root), "--set", "data.codec_options.task=parts"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["total_pairs"] == 10 and report["ok"]
@@ -145,15 +128,12 @@ def test_data_check_on_a_generated_dataset(zheng_small):
 
 
 def test_missing_label_is_a_counted_skip_in_lenient_mode(zheng_copy):
-    from flexplat.cli import cli
-
     root, _ = zheng_copy
     csv = root / "class_labels.csv"
     csv.write_text("\n".join(line for line in csv.read_text().splitlines() if not line.startswith("4,")) + "\n")
-    with plugin_system(flexplat_zheng_wbc, autoload=True):
-        _registry_or_skip({"model": ["flexunet-small"]})
-        strict = CliRunner().invoke(cli, ["data", "check", "zheng-wbc", "--data", str(root), "--json"])
-        lenient = CliRunner().invoke(cli, ["data", "check", "zheng-wbc", "--data", str(root), "--json", "--lenient"])
+    with plugin_system(*WITH_MODELS):
+        strict = invoke(["data", "check", "zheng-wbc", "--data", str(root), "--json"])
+        lenient = invoke(["data", "check", "zheng-wbc", "--data", str(root), "--json", "--lenient"])
     report = json.loads(strict.output)
     assert strict.exit_code == 1 and len(report["errors"]) == 1 and "004.bmp" in report["errors"][0]
     report = json.loads(lenient.output)

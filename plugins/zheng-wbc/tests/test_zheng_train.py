@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import flexplat_flexunet
+import flexplat_zheng_wbc
 import pytest
-from click.testing import CliRunner
 from flexplat_zheng_wbc.testing import write_zheng_dataset
 
-from flexplat.testing import plugin_system
+from flexplat.testing import invoke, plugin_system
 
 TINY = [
     "--set", "model.image_size=[32,32]",
@@ -21,20 +22,14 @@ TINY = [
 
 @pytest.mark.parametrize("project", ["zheng-wbc", "zheng-wbc-parts"])
 def test_train_then_evaluate(tmp_path, project):
-    from flexplat.cli import cli
-    from flexplat.plugins import get_registry
-
     root = tmp_path / "data"
     write_zheng_dataset(root, n=15)
     run = tmp_path / "run"
-    with plugin_system(autoload=True):
-        if "flexunet-small" not in get_registry().names("model"):
-            pytest.skip("flexplat-flexunet is not installed")
-        runner = CliRunner()
+    with plugin_system(flexplat_zheng_wbc, flexplat_flexunet):  # the plugin and its declared dependency
         args = ["train", project, "--data", str(root), "--epochs", "1", "--out", str(run), "--no-evaluate", *TINY]
-        trained = runner.invoke(cli, args)
+        trained = invoke(args)
         assert trained.exit_code == 0, trained.output
-        evaluated = runner.invoke(cli, ["evaluate", str(run)])
+        evaluated = invoke(["evaluate", str(run)])
     assert evaluated.exit_code == 0, evaluated.output
     info = json.loads((run / "run.json").read_text())
     pairs = info["dataset"]["pairs"]
