@@ -46,7 +46,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """A dataset format: ``factory(classes, options)`` returns a :class:`flexplat.data.Codec`."""
+    """A dataset format: ``factory(classes, options)`` returns a :class:`flexplat.Codec`."""
 
     name: str
     description: str
@@ -59,7 +59,7 @@ class CodecSpec:
 class CallbackSpec:
     """A training callback: ``factory(context, options)`` returns a ``keras.callbacks.Callback``.
 
-    ``context`` is a :class:`flexplat.engine.RunContext` (run folder, config, classes, data).
+    ``context`` is a :class:`flexplat.RunContext` (run folder, config, classes, data).
     """
 
     name: str
