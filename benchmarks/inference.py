@@ -221,9 +221,10 @@ def child_forward(run_dir: Path, images: Path, matmul: int) -> None:
     import tensorflow as tf
 
     from flexplat.data.io import read_image
-    from flexplat.engine.infer import Predictor, _resize
     from flexplat.engine.model_file import load_model
     from flexplat.engine.rundir import RunDir
+    from flexplat.engine.segment import Predictor
+    from flexplat.engine.segment import resize as _resize
 
     run = RunDir(run_dir)
     config = run.config()

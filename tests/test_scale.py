@@ -175,6 +175,7 @@ def test_given_diameter_per_image_scale_and_no_rescale(scaled_run, tmp_path):
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["scale"]["method"] == "given" and summary["scale"]["factor"] == 2.0
     each = runner.invoke(cli, [*base, "--output", str(tmp_path / "e"), "--scale-per-image"], catch_exceptions=False)
+    assert each.exit_code == 0, each.output
     rows = json.loads((tmp_path / "e" / "summary.json").read_text())["images"]
     assert [r["scale"] for r in rows] == pytest.approx([16 / 40, 16 / 80], rel=0.1)
     plain = runner.invoke(cli, [*base, "--output", str(tmp_path / "n"), "--no-rescale"], catch_exceptions=False)
