@@ -256,6 +256,19 @@ def hed_to_rgb(stains):
     return 256.0 * tf.exp(-od) - 1.0
 
 
+def _hed_jitter(img, scale, shift):
+    """``hed_to_rgb(rgb_to_hed(img) * scale + shift)`` as one 3 x 3 map of optical densities."""
+    import tensorflow as tf
+
+    hed_from_rgb = tf.constant(HED_FROM_RGB, tf.float32)
+    rgb_from_hed = tf.constant(RGB_FROM_HED, tf.float32)
+    matrix = tf.matmul(hed_from_rgb * scale[None, :], rgb_from_hed)
+    offset = tf.linalg.matvec(rgb_from_hed, shift, transpose_a=True)
+    od = -tf.math.log((tf.clip_by_value(img, 0.0, 255.0) + 1.0) / 256.0)
+    od = tf.reshape(tf.matmul(tf.reshape(od, [-1, 3]), matrix) + offset, tf.shape(img))
+    return 256.0 * tf.exp(-od) - 1.0
+
+
 def _stain_and_optics(img, opts: Mapping[str, Any], uniform: _Uniform, p: float):
     """HED stain jitter (scale and shift each stain's OD), then Gaussian blur of random sigma."""
     import tensorflow as tf
@@ -264,9 +277,7 @@ def _stain_and_optics(img, opts: Mapping[str, Any], uniform: _Uniform, p: float)
         on = uniform() < p
         scale = 1.0 + (2 * tf.stack([uniform() for _ in range(3)]) - 1) * opts["hed_scale"]
         shift = (2 * tf.stack([uniform() for _ in range(3)]) - 1) * opts["hed_shift"]
-        img = tf.cond(
-            on, lambda: hed_to_rgb(rgb_to_hed(tf.clip_by_value(img, 0.0, 255.0)) * scale + shift), lambda: img
-        )
+        img = tf.cond(on, lambda: _hed_jitter(img, scale, shift), lambda: img)
     if opts["blur_sigma"] > 0:
         on = uniform() < p
         sigma = uniform() * opts["blur_sigma"]
