@@ -47,6 +47,7 @@ MODEL_OPTIONS = {
 def _grey_codec(classes, options):
     import numpy as np
 
+    # defined on first use: flexplat.Codec loads NumPy, which `flexplat list` must not import
     class GreyCodec(flexplat.Codec):
         """Images + grey masks that paint class ``i`` with the grey level ``i * step``."""
 
