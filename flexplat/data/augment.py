@@ -32,7 +32,7 @@ from flexplat.schema import AUGMENT_SCHEMA
 
 _AFFINE = ("rotate_degrees", "scale", "translate")
 _STREAMS = 24  # random scalars available per element (17 used at most)
-_EXTRA_STREAMS = 16  # a second set for stain, blur, gamma, noise, JPEG (13 used at most)
+_EXTRA_STREAMS = 16  # a second set for stain, blur, gamma, noise, JPEG (15 used at most)
 _SETTINGS = ("probability", "elastic_sigma", "fill_mode")  # tune transforms; switch none on
 
 # Ruifrok & Johnston 2001 stain OD vectors (rows: haematoxylin, eosin, DAB), as scikit-image's rgb2hed
