@@ -45,11 +45,15 @@ data:
 NO_COLOUR_AUGMENT = "train.augment={flip: true, rot90: true}"
 
 
+WORK: list[Path] = []
+"""The work folder, set by main(): commands run there, so demo data lands there too."""
+
+
 def flexplat(*args: str, timeout: float = 7200) -> None:
-    """Run the `flexplat` command; a failure stops the benchmark with its output."""
+    """Run the `flexplat` command in the work folder; a failure stops the benchmark with its output."""
     command = [sys.executable, "-m", "flexplat", *args]
     print("$ flexplat " + " ".join(args), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=WORK[0] if WORK else None)
     if done.returncode != 0:
         raise SystemExit(f"flexplat {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
@@ -116,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not args.ds1.is_dir() or not args.krd.is_dir():
         raise SystemExit(f"data not found ({args.ds1}, {args.krd}); this benchmark needs ../shared/datasets")
+    args.work = args.work.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
+    WORK[:] = [args.work]
     krd_yaml = args.work / "krd.yaml"
     krd_yaml.write_text(KRD_CLASSES, encoding="utf-8")
     started = time.time()
