@@ -16,7 +16,7 @@ import yaml
 
 from flexplat.errors import ConfigError
 from flexplat.options import Option, check_value, unknown_key_error, validate
-from flexplat.schema import AUGMENT_SCHEMA, SCHEMA, loss_options_schema
+from flexplat.schema import AUGMENT_SCHEMA, SCHEMA, check_stain_norm, loss_options_schema
 from flexplat.specs import nearest_multiples
 
 
@@ -137,6 +137,7 @@ def validate_config(raw: Mapping) -> dict:
         callbacks[name] = validate(spec.options, options, f"train.callbacks.{name}")
     config["train"]["callbacks"] = callbacks
 
+    config["data"]["stain_norm"] = check_stain_norm(config["data"]["stain_norm"])
     config["train"]["augment"] = validate(AUGMENT_SCHEMA, config["train"]["augment"], "train.augment")
     schema = loss_options_schema(config["train"]["loss"])
     config["train"]["loss_options"] = validate(schema, config["train"]["loss_options"], "train.loss_options")

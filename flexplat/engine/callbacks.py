@@ -145,7 +145,8 @@ class EpochChangeInference(keras.callbacks.Callback):
         from flexplat.data.pipeline import load_pair_resized
 
         self.out_dir, self.colors = Path(out_dir), [c.color for c in context.classes]
-        loaded = [load_pair_resized(p, context.codec, context.image_size) for p in pairs]
+        stain = context.config["data"].get("stain_norm")
+        loaded = [load_pair_resized(p, context.codec, context.image_size, stain) for p in pairs]
         self.images = np.stack([image for image, _ in loaded]).astype("float32")
         self.masks = [mask for _, mask in loaded]
 
