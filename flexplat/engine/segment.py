@@ -214,18 +214,19 @@ class Segmenter:
         cropped = probs[: prepared.scaled_hw[0], : prepared.scaled_hw[1]]
         return resize(np.ascontiguousarray(cropped), prepared.height, prepared.width)
 
+    def _predict(self, prepared: Prepared) -> np.ndarray:
+        """Probabilities at the prepared (scaled, possibly padded) size."""
+        return self.predict_tiled(prepared) if prepared.tiled else self.predict_whole(prepared.array[None])[0]
+
     def probabilities(self, net_image: np.ndarray, factor: float | tuple[float, float]) -> np.ndarray:
         """Class probabilities ``(H, W, C)`` of one image at its own size."""
         prepared = self.prepare(net_image, factor)
-        if prepared.tiled:
-            return self.restore(prepared, self.predict_tiled(prepared))
-        return self.restore(prepared, self.predict_whole(prepared.array[None])[0])
+        return self.restore(prepared, self._predict(prepared))
 
     def labels_at(self, net_image: np.ndarray, factor: float) -> np.ndarray:
         """Predicted class indices at the SCALED size (for measuring object sizes)."""
         prepared = self.prepare(net_image, factor)
-        probs = self.predict_tiled(prepared) if prepared.tiled else self.predict_whole(prepared.array[None])[0]
-        return np.argmax(probs[: prepared.scaled_hw[0], : prepared.scaled_hw[1]], axis=-1)
+        return np.argmax(self._predict(prepared)[: prepared.scaled_hw[0], : prepared.scaled_hw[1]], axis=-1)
 
 
 def to_network(rgb: np.ndarray, channels: int) -> np.ndarray:
