@@ -31,6 +31,9 @@ class ModelSpec:
     input sides must be. ``describe(image_size, channels, num_classes, **options)`` returns
     ``{"parameters": int, "flops": float}`` WITHOUT importing TensorFlow (used by ``flexplat info``).
     ``image_size`` and ``num_classes`` are the reference input ``flexplat info`` describes.
+    ``fully_convolutional``: the trained weights work at any input size that is a multiple of
+    ``size_multiple``, so inference may feed whole images of other sizes (a saved fixed input size
+    is then lifted when the model is loaded for inference).
     """
 
     name: str
@@ -41,6 +44,7 @@ class ModelSpec:
     describe: Callable[..., Mapping[str, Any]] | None = None
     image_size: tuple[int, int] = (256, 256)
     num_classes: int = 2
+    fully_convolutional: bool = False
     kind = "model"
 
 

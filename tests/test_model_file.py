@@ -107,3 +107,35 @@ def test_keras_import_does_not_pull_in_matplotlib_but_matplotlib_still_works():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_a_model_saved_with_its_optimizer_state_loads_on_the_fast_path_without_reading_that_state(tmp_path):
+    model = small_unet_like()
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    y = np.eye(model.output_shape[-1], dtype=np.float32)[np.zeros(model.output_shape[1:3], int)][None].repeat(2, 0)
+    model.fit(x, y, epochs=1, verbose=0)  # Adam now holds slots: the archive stores them as well
+    path = tmp_path / "trained.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member:
+        with h5py.File(member, "r") as store:
+            assert "optimizer" in store and len(store["optimizer/vars"]) > 0
+    arrays = read_weight_arrays(path)
+    assert arrays and not any(key.startswith("optimizer/") for key in arrays)
+    fast = load_fast(path)  # raises if any model variable is left unfilled
+    np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_any_size_lifts_the_saved_input_size_of_a_fully_convolutional_model(tmp_path):
+    model = small_unet_like()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    height, width = model.input_shape[1:3]
+    fixed = load_fast(path)
+    assert fixed.input_shape[1:3] == (height, width)
+    free = load_fast(path, any_size=True)
+    assert free.input_shape[1:3] == (None, None)
+    x = np.random.default_rng(1).random((1, height, width, model.input_shape[3]), dtype=np.float32)
+    np.testing.assert_allclose(free.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    bigger = np.random.default_rng(2).random((1, 2 * height, 2 * width, model.input_shape[3]), dtype=np.float32)
+    assert free.predict(bigger, verbose=0).shape[1:3] == (2 * height, 2 * width)

@@ -184,3 +184,26 @@ def test_given_diameter_per_image_scale_and_no_rescale(scaled_run, tmp_path):
     assert rows[0]["scale"] == [0.2, 0.2]  # the training framing: 160 px resized to the 32 px input
     bad = runner.invoke(cli, [*base, "--output", str(tmp_path / "b"), "--diameter", "-3"])
     assert bad.exit_code != 0 and "--diameter" in bad.output
+
+
+def test_a_fixed_input_model_without_tiles_gets_images_resized_to_its_input(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    outputs = red_model()(inputs)  # the same per-pixel rule, saved with one fixed input size
+    path = tmp_path / "fixed"
+    config = defaults(SCHEMA)
+    config.update(project="test", classes=CLASSES)
+    config["model"]["image_size"] = [32, 32]
+    path.mkdir()
+    run = RunDir(path)
+    run.write_config(config)
+    keras.Model(inputs, outputs).save(run.model_path)
+    run.update_info(status="completed", scale=TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict())
+    images = tmp_path / "images"
+    write_disc_images(images, [40])
+    out = tmp_path / "out"
+    args = ["infer", "--images", str(images), "--run", str(run.path), "--output", str(out), "--no-tile"]
+    result = CliRunner().invoke(cli, [*args, "--diameter", "40", "--index-masks"])
+    assert result.exit_code == 0, result.output  # 64 px after scaling, resized to the 32 px input
+    index = cv2.imread(str(out / "img0_index.png"), cv2.IMREAD_UNCHANGED)
+    assert index.shape == (160, 160)
+    assert math.isclose((index > 0).mean(), (disc(160, 40) > 0).mean(), abs_tol=0.01)

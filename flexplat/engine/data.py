@@ -138,13 +138,13 @@ def check_target_config(
 
 def folder_pairs(
     run: Any, root: Path, config_file: str | Path | None, sets: Iterable[str], console: Console
-) -> tuple[Any, list[Any], Any]:
+) -> tuple[Any, list[Any], Any, dict]:
     """Every labelled pair of a plain dataset folder, read as the run's classes.
 
     The folder's config is the run's, with ``--config``/``--set`` layered on top (e.g. another
     codec, or the folder's own class colours), the split folders detected unless named, and no
-    split carved off: every pair is scored. Returns ``(codec, pairs, remap)``; ``remap`` maps the
-    folder's class indices to the run's by class name (None when they already agree).
+    split carved off: every pair is scored. Returns ``(codec, pairs, remap, infer settings)``; ``remap``
+    maps the folder's class indices to the run's by class name (None when they already agree).
     """
     import numpy as np
 
@@ -170,7 +170,7 @@ def folder_pairs(
     unmatched = sum(len(scan.images_without_mask) + len(scan.masks_without_image) for scan in scans.values())
     if unmatched:
         console.print(f"[yellow]{root}: {unmatched} images or masks without a partner are left out[/]")
-    return codec, pairs, None if remap is None else np.asarray(remap, np.uint8)
+    return codec, pairs, None if remap is None else np.asarray(remap, np.uint8), config["infer"]
 
 
 def class_remap(folder: list[str], run: list[str], root: Path) -> list[int] | None:

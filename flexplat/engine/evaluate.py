@@ -137,28 +137,28 @@ def evaluate_run(
     if not run.model_path.is_file():
         raise DataError(f"{run.path}: no model.keras; the run has not finished an epoch yet")
     if data is not None:
-        codec, pairs, remap = folder_pairs(run, Path(data), config_file, sets, console)
+        codec, pairs, remap, infer_cfg = folder_pairs(run, Path(data), config_file, sets, console)
         key = f"folder:{Path(data).resolve().name}"
     else:
         codec, splits = load_splits(run.config(), console)
-        pairs, remap, key = splits.get(split) or [], None, split
+        pairs, remap, key, infer_cfg = splits.get(split) or [], None, split, None
     if not pairs:
         if required:
             raise DataError(f"{run.config()['data']['root']}: the {split} split has no image/mask pairs")
         console.print(f"No {split} split to evaluate.")
         return None
-    return _score(run, codec, pairs, remap, key, dict(settings or {}), console)
+    return _score(run, codec, pairs, remap, key, dict(settings or {}), infer_cfg, console)
 
 
 def _score(run: RunDir, codec: Any, pairs: Sequence[Any], remap: np.ndarray | None, key: str,
-           settings: dict[str, Any], console: Console) -> dict[str, Any]:  # fmt: skip
+           settings: dict[str, Any], infer_cfg: Mapping | None, console: Console) -> dict[str, Any]:  # fmt: skip
     from flexplat.data.io import write_png
     from flexplat.engine.data import report_labels
     from flexplat.engine.figures import confusion_image
     from flexplat.engine.infer import InferSettings, build_segmenter, plan_folder_scale
 
     options = InferSettings(**settings)
-    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta)
+    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, infer_cfg)
     started = time.perf_counter()
     plan = plan_folder_scale(run, segmenter, [p.image for p in pairs], options, console, progress=True)
     console.print(plan.describe())

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,11 +360,16 @@ def _plan_targets(files: Sequence[Path], output: Path, options: InferSettings) -
 
 
 def build_segmenter(
-    run: RunDir, tile: str | None, tile_size: int | None, batch_size: int | None, tta: bool
+    run: RunDir,
+    tile: str | None,
+    tile_size: int | None,
+    batch_size: int | None,
+    tta: bool,
+    infer_cfg: Mapping[str, Any] | None = None,
 ) -> Segmenter:
-    """The run's model wrapped for prediction at any scale, with the run's ``infer`` settings."""
+    """The run's model wrapped for prediction at any scale, with ``infer_cfg`` (default: the run's ``infer``)."""
     config = run.config()
-    infer_cfg = config.get("infer", {})
+    infer_cfg = config.get("infer", {}) if infer_cfg is None else infer_cfg
     mode = tile if tile is not None else infer_cfg.get("tile", "auto")
     if mode not in TILE_MODES:
         raise FlexplatError(f"tile: {mode!r} is not allowed; choose one of {', '.join(TILE_MODES)}")

@@ -115,8 +115,16 @@ def _member_data_offset(path: Path, name: str) -> tuple[int, int]:
     return info.header_offset + 30 + name_length + extra_length, info.file_size
 
 
+SKIPPED_GROUPS = ("optimizer/",)
+"""Saved state inference never needs: a run's model.keras written while training holds the optimizer's
+slots too (for Adam twice the weights), which are neither read nor kept."""
+
+
 def read_weight_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of the archive's weights file, keyed by its HDF5 path (no TensorFlow needed)."""
+    """The model's datasets of the archive's weights file, keyed by HDF5 path (no TensorFlow needed).
+
+    Optimizer state (:data:`SKIPPED_GROUPS`) is skipped without reading it.
+    """
     import h5py
 
     start, size = _member_data_offset(path, WEIGHTS_MEMBER)
@@ -125,7 +133,7 @@ def read_weight_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with h5py.File(member, "r") as store:
             datasets: list[tuple[str, Any]] = []
-            store.visititems(lambda key, item: datasets.append((key, item)) if isinstance(item, h5py.Dataset) else None)
+            store.visititems(lambda key, item: datasets.append((key, item)) if _wanted(key, item) else None)
             for key, dataset in datasets:
                 offset = dataset.id.get_offset()
                 array = np.empty(dataset.shape, dataset.dtype)
@@ -139,6 +147,24 @@ def read_weight_arrays(path: Path) -> dict[str, np.ndarray]:
     finally:
         member.close()
     return arrays
+
+
+def _wanted(key: str, item: Any) -> bool:
+    import h5py
+
+    return isinstance(item, h5py.Dataset) and not key.startswith(SKIPPED_GROUPS)
+
+
+def any_size_inputs(config: Any) -> Any:
+    """A copy of a Keras model config whose input layers accept any height and width."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "InputLayer" and len(config.get("config", {}).get("batch_shape") or ()) == 4:
+            inner = {**config["config"], "batch_shape": [None, None, None, config["config"]["batch_shape"][-1]]}
+            return {**config, "config": inner}
+        return {key: any_size_inputs(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [any_size_inputs(value) for value in config]
+    return config
 
 
 class WeightPrefetch:
@@ -207,22 +233,26 @@ def fill_layers(model: Any, arrays: dict[str, np.ndarray]) -> None:
         raise ValueError(f"{used} arrays used of {total} saved, for {len(model.weights)} variables")
 
 
-def load_fast(path: Path) -> Any:
+def load_fast(path: Path, any_size: bool = False) -> Any:
     """The fast path of :func:`load_saved_model`, without the fallback (ValueError if it does not apply)."""
     prefetch = WeightPrefetch(path)
     keras = import_keras()
     with zipfile.ZipFile(path) as archive:
         config = json.loads(archive.read("config.json"))
     config["compile_config"] = None
+    config = any_size_inputs(config) if any_size else config
     model = keras.saving.deserialize_keras_object(zero_initializers(config), safe_mode=True)
     fill_layers(model, prefetch.result())
     return model
 
 
-def load_saved_model(path: Path) -> Any:
-    """Load a ``.keras`` file for inference (uncompiled, ``safe_mode``); see the module docstring."""
+def load_saved_model(path: Path, any_size: bool = False) -> Any:
+    """Load a ``.keras`` file for inference (uncompiled, ``safe_mode``); see the module docstring.
+
+    ``any_size`` (fast path only) lifts the saved input height and width, for fully convolutional models.
+    """
     try:
-        return load_fast(Path(path))
+        return load_fast(Path(path), any_size)
     except Exception:  # the standard loader below reports real problems with the file
         keras = import_keras()
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -234,9 +264,11 @@ def load_model(run: RunDir) -> Any:
 
     if not run.model_path.is_file():
         raise FlexplatError(f"{run.path}: no {run.model_path.name}; the run has not finished an epoch yet")
-    get_registry()
+    registry = get_registry()
+    name = run.config().get("model", {}).get("name")
+    any_size = bool(name in registry.names("model") and registry.get("model", name).fully_convolutional)
     try:
-        return load_saved_model(run.model_path)
+        return load_saved_model(run.model_path, any_size)
     except Exception as exc:  # Keras raises many types; the user needs the file and a hint
         raise FlexplatError(
             f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "

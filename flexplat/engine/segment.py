@@ -191,6 +191,9 @@ class Segmenter:
         scaled = resize(net_image, *scaled_hw).reshape(*scaled_hw, net_image.shape[2])
         if self._tiled(scaled_hw):
             return Prepared(height, width, scaled_hw, True, scaled)
+        if self.predictor.fixed_input and (scaled_hw[0] > self.tile_hw[0] or scaled_hw[1] > self.tile_hw[1]):
+            scaled_hw = self.tile_hw  # one fixed input size and no tiles: the image is resized to it
+            scaled = resize(scaled, *scaled_hw).reshape(*scaled_hw, net_image.shape[2])
         minimum = self.tile_hw if self.predictor.fixed_input else (1, 1)
         padded = pad_to_multiple(scaled, self.multiple, minimum).astype(np.float32)
         return Prepared(height, width, scaled_hw, False, padded)

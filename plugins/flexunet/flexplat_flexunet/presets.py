@@ -41,6 +41,7 @@ class _Preset:
             describe=self.describe,
             image_size=image_size,
             num_classes=num_classes,
+            fully_convolutional=True,
         )
 
 
