@@ -2,12 +2,13 @@
 
     python benchmarks/run.py                  # full: about 80 min on 2 cores
     python benchmarks/run.py --smoke          # every path with tiny models (a few minutes)
-    python benchmarks/run.py --skip zheng     # leave out a script (inference, training, zheng)
+    python benchmarks/run.py --skip zheng     # leave out a script (inference, training, zheng, cross_domain)
 
 Runs, one after the other and each in its own processes, ``inference.py`` (start-up, per-image
 overhead, FLOP ceiling, tiled and image-count scaling), ``training.py`` (memory 200 vs 2,000 images,
 training speed) and ``zheng_accuracy.py --compare`` (flexunet-small vs flexunet on the real Zheng
-images; skipped when ../shared is absent). Each writes its own JSON into
+images; skipped when ../shared is absent) and ``cross_domain.py`` (issue 12: models on another lab's
+images; also needs ../shared). Each writes its own JSON into
 ``benchmarks/results/run-<time>/``; this script then prints one table of the six groups (value,
 target, met or not) and writes ``summary.json`` beside them. Every ratio comes from within one
 script's run on this machine; absolute seconds depend on the machine and its load.
@@ -27,7 +28,7 @@ from _common import RESULTS, load_average, machine, write_json
 
 HERE = Path(__file__).resolve().parent
 ZHENG_DATA = HERE.parent / ".." / "shared" / "datasets" / "zheng-wbc-ds1"
-SCRIPTS = ("inference", "training", "zheng")
+SCRIPTS = ("inference", "training", "zheng", "cross_domain")
 FLOPS_SIZE = 512  # the original leukocyte input
 FLOPS_TARGET = 10.0  # flexunet / flexunet-small FLOPs per image, at least
 
@@ -73,6 +74,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *training_speed_rows(train.get("speed")),
         *flops_rows(results.get("flops")),
         *zheng_rows(results.get("zheng")),
+        *cross_domain_rows(results.get("cross_domain")),
         *tiled_rows(inf.get("tiled")),
         *count_rows(inf),
     ]
@@ -166,6 +168,27 @@ def flops_rows(flops: dict[str, Any] | None) -> list[Row]:
             f">= {FLOPS_TARGET:g}",
             flops["ratio"] >= FLOPS_TARGET,
         )
+    ]
+
+
+def cross_domain_rows(cross: dict[str, Any] | None) -> list[Row]:
+    """Issue 12's targets: in-lab figures kept, another lab's images, fine-tuning on 10 of them."""
+    if not cross:
+        return []
+    table, tuned = cross["train_to_test"], {row["target_images"]: row for row in cross["fine_tuning_krd"]}
+
+    def row(measure: str, value: float | None, target: float) -> Row:
+        shown = "-" if value is None else f"{value:.3f}"
+        return ("cross-domain", measure, shown, f">= {target}", None if value is None else value >= target)
+
+    return [
+        row("ds1 -> ds1 whole-cell Dice", table["ds1 -> ds1 held-out"]["object_dice"], 0.97),
+        row("ds1 -> ds1 type accuracy", table["ds1 -> ds1 held-out"]["class_accuracy"], 0.88),
+        row("ds1 -> KRD whole-cell Dice", table["ds1 -> KRD"]["object_dice"], 0.90),
+        row("ds1 -> KRD type accuracy", table["ds1 -> KRD"]["class_accuracy"], 0.60),
+        row("fine-tuned on 10 KRD: type accuracy", tuned.get(10, {}).get("class_accuracy"), 0.85),
+        row("synthetic -> ds1 whole-cell Dice", table["synthetic -> ds1"]["object_dice"], 0.75),
+        row("synthetic -> KRD whole-cell Dice", table["synthetic -> KRD"]["object_dice"], 0.75),
     ]
 
 
@@ -273,6 +296,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 zheng_args += ["--image-size", "128"]  # flexunet's 8 levels need multiples of 128
             run_script("zheng_accuracy", [*zheng_args, "--out", str(out / "zheng.json")], out / "zheng.log")
             results["zheng"] = json.loads((out / "zheng.json").read_text())
+
+    if "cross_domain" not in skipped:
+        if not ZHENG_DATA.is_dir():
+            skipped["cross_domain"] = f"{ZHENG_DATA.resolve()} not found (the shared datasets are not beside the repo)"
+        else:
+            cross = [*smoke, "--out", str(out / "cross_domain.json"), "--work", str(out / "cross_domain-work")]
+            run_script("cross_domain", cross, out / "cross_domain.log")
+            results["cross_domain"] = json.loads((out / "cross_domain.json").read_text())
 
     table_rows = rows(results)
     report.update(
