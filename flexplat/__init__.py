@@ -36,6 +36,8 @@ _LAZY = {
     "colorize": "flexplat.data.io",
     "split_by_original": "flexplat.data.splits",
     "RunContext": "flexplat.engine.context",
+    "import_original_config": "flexplat.migrate",
+    "OriginalImport": "flexplat.migrate",
     "testing": "flexplat.testing",
 }
 

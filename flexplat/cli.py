@@ -132,6 +132,23 @@ def config_show(project: str | None, config_file: str | None, sets: tuple[str, .
     click.echo(dump_yaml(resolve(project, config_file, sets, demo=demo)), nl=False)
 
 
+@config.command(name="import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="YAML to write (default: <NAME>.yaml here).")
+@click.option("--name", help="Label of the imported config (default: the original file's folder name).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file (or --run-out folder's files).")
+def config_import(path: str, out: str | None, name: str | None, overwrite: bool) -> None:
+    """Import an original experiment's train_eval_infer.config (and its trained weights) as flexplat YAML."""
+    from pathlib import Path
+
+    from flexplat.migrate import import_original_config, render_import, write_config
+
+    result = import_original_config(path, name)
+    label = name or Path(path).resolve().parent.name
+    target = write_config(result, out or f"{label}.yaml", overwrite=overwrite, name=label)
+    render_import(result, target, console())
+
+
 class GenerateGroup(FlexplatGroup):
     """`flexplat generate PROJECT`: one subcommand per project that ships a generator."""
 

@@ -34,6 +34,14 @@ class ModelSpec:
     ``fully_convolutional``: the trained weights work at any input size that is a multiple of
     ``size_multiple``, so inference may feed whole images of other sizes (a saved fixed input size
     is then lifted when the model is loaded for inference).
+
+    Migration from the original experiments (``flexplat config import``, ``--init-weights``):
+    ``import_names`` are the original configs' ``[model] model`` values this model stands for;
+    ``import_options(values)`` turns that ``[model]`` section (key -> Python literal) into
+    ``(options, used_keys)`` and raises ConfigError starting with the offending key;
+    ``load_weights(model, path)`` loads a trained weights file of the original code (e.g. its
+    ``best_model.h5``) into a model this spec built, matching layers by name and shape, and returns
+    a one-line summary (FlexplatError on any mismatch).
     """
 
     name: str
@@ -45,6 +53,9 @@ class ModelSpec:
     image_size: tuple[int, int] = (256, 256)
     num_classes: int = 2
     fully_convolutional: bool = False
+    import_names: tuple[str, ...] = ()
+    import_options: Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
+    load_weights: Callable[[Any, Path], str] | None = None
     kind = "model"
 
 

@@ -31,7 +31,19 @@ class _Preset:
     def size_multiple(self, options: Mapping[str, Any]) -> int:
         return _size_multiple({**{k: o.default for k, o in self.options.items()}, **options})
 
-    def spec(self, name: str, description: str, image_size: tuple[int, int], num_classes: int) -> ModelSpec:
+    def spec(
+        self, name: str, description: str, image_size: tuple[int, int], num_classes: int, original: bool = False
+    ) -> ModelSpec:
+        """The ModelSpec; ``original``: it also reads the original experiments' configs and weight files."""
+        migration: dict[str, Any] = {}
+        if original:
+            from flexplat_flexunet.original import ORIGINAL_NAMES, import_options, load_original_weights
+
+            migration = {
+                "import_names": ORIGINAL_NAMES,
+                "import_options": import_options,
+                "load_weights": load_original_weights,
+            }
         return ModelSpec(
             name=name,
             description=description,
@@ -42,6 +54,7 @@ class _Preset:
             image_size=image_size,
             num_classes=num_classes,
             fully_convolutional=True,
+            **migration,
         )
 
 
@@ -75,6 +88,7 @@ MODELS = [
         "FlexUNet, the configurable U-Net of the TensorFlow-FlexUNet experiments (defaults: leukocyte config)",
         (512, 512),
         6,
+        original=True,
     ),
     _Preset(SMALL).spec(
         "flexunet-small",
