@@ -279,7 +279,10 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
 
 @cli.command(name="infer")
 @click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of images to segment.")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: latest completed).")
+@click.option(
+    "--run", "run_dir", type=click.Path(file_okay=False),
+    help="Run folder or export folder (`flexplat export`); default: the latest completed run.",
+)  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False), help="Output folder (default: RUN/predictions/NAME).")
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write image+mask overlays.")
 @click.option("--index-masks", is_flag=True, help="Also write class-index masks (<stem>_index.png).")
@@ -290,14 +293,37 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option(
+    "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
+    help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
+)  # fmt: skip
 @prediction_options
-def infer_command(images, run_dir, output, tile, **settings) -> None:
+def infer_command(images, run_dir, output, tile, backend, **settings) -> None:
     """Segment a folder of images at the run's scale: colour masks, overlays and a summary at the original sizes."""
     from flexplat.engine.infer import render_summary, run_inference
 
     tile_mode = None if tile is None else ("always" if tile else "never")
-    summary = run_inference(run_dir, images, output, tile=tile_mode, console=console(), **_scale_settings(settings))
+    summary = run_inference(
+        run_dir, images, output, tile=tile_mode, console=console(), backend=backend, **_scale_settings(settings)
+    )
     render_summary(summary, console())
+
+
+@cli.command(name="export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "saved_model"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Export folder (default: RUN_DIR/export/FORMAT).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
+def export_command(run_dir: str, fmt: str, out: str | None, overwrite: bool) -> None:
+    """Export a run's model (ONNX or SavedModel) with a manifest, for `flexplat infer --run EXPORT`."""
+    from flexplat.engine.export import export_run
+    from flexplat.engine.rundir import RunDir
+
+    result = export_run(RunDir.open(run_dir), fmt, out, overwrite=overwrite)
+    click.echo(f"Exported {fmt} to {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
+    if result.max_abs_difference is not None:
+        shape = "x".join(str(v) for v in result.probe_shape)
+        click.echo(f"ONNX Runtime vs Keras on a {shape} probe: max |difference| {result.max_abs_difference:.2e}")
 
 
 @cli.group(cls=FlexplatGroup)

@@ -52,16 +52,18 @@ from rich.table import Table
 
 from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
-from flexplat.engine.model_file import load_model
+from flexplat.engine.export import ExportDir, default_export_dir, onnxruntime_available, require
+from flexplat.engine.model_file import load_model, size_multiple
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
-from flexplat.engine.segment import Predictor, Prepared, Segmenter
+from flexplat.engine.segment import BatchPredictor, OnnxPredictor, Predictor, Prepared, SavedModelPredictor, Segmenter
 from flexplat.errors import DataError, FlexplatError
 from flexplat.specs import ClassInfo
 
 TILE_MODES = ("auto", "always", "never")
+BACKENDS = ("auto", "tensorflow", "onnx")
 DEFAULT_MAX_SIDE = 1024
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
 SUMMARY_CSV = "summary.csv"
@@ -86,6 +88,8 @@ class InferSummary:
     classes: list[str] = field(default_factory=list)
     scale: dict[str, Any] = field(default_factory=dict)
     tta: bool = False
+    backend: str = "tensorflow"
+    model: Path | None = None
 
     @property
     def processing_seconds(self) -> float:
@@ -104,6 +108,8 @@ class InferSummary:
             "classes": self.classes,
             "scale": self.scale,
             "tta": self.tta,
+            "backend": self.backend,
+            "model": str(self.model) if self.model is not None else None,
             "counts": {
                 "found": self.found,
                 "processed": self.processed,
@@ -304,28 +310,31 @@ def run_inference(
     console: Console | None = None,
     runs_root: Path = RUNS_ROOT,
     progress: bool = True,
+    backend: str = "auto",
     **settings: Any,
 ) -> InferSummary:
     """Segment every image in ``images`` with ``run``'s model; see the module docstring.
 
     ``run=None`` uses the latest completed run under ``runs_root`` (and says so). ``settings`` are
     the fields of :class:`InferSettings` (tile mode, tile size, batch size, scale, TTA, outputs).
+    ``run`` may be an export folder (``flexplat export``); ``backend`` is one of :data:`BACKENDS`
+    (see :func:`choose_model`).
     """
     started = time.perf_counter()
     console = console or Console()
     options = InferSettings(**settings)
-    run = _announce(run, runs_root, console)
+    folder, run, backend = choose_model(run, backend, runs_root, console)
     files = list_images(Path(images))
-    output = Path(output) if output is not None else run.path / "predictions" / Path(images).resolve().name
+    output = Path(output) if output is not None else folder.path / "predictions" / Path(images).resolve().name
     targets = _plan_targets(files, output, options)
-    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta)
+    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, backend=backend)
     load_seconds = time.perf_counter() - started
     plan = plan_folder_scale(run, segmenter, files, options, console, progress)
     console.print(plan.describe())
     output.mkdir(parents=True, exist_ok=True)
     rows, skipped = _segment_folder(run, segmenter, plan, files, targets, console, progress)
     summary = InferSummary(
-        run=run.path,
+        run=folder.path,
         images_dir=Path(images),
         output_dir=output,
         found=len(files),
@@ -339,16 +348,78 @@ def run_inference(
         classes=[c.name for c in run.classes()],
         scale=plan.to_dict(),
         tta=options.tta,
+        backend=backend,
+        model=run.model_path,
     )
     _write_summary(summary, output)
     return summary
 
 
-def _announce(run: RunDir | str | Path | None, runs_root: Path, console: Console) -> RunDir:
+Source = RunDir | ExportDir
+"""Where a model and its config come from: a run folder or an export folder."""
+
+
+def choose_model(
+    run: RunDir | ExportDir | str | Path | None, backend: str, runs_root: Path, console: Console
+) -> tuple[Source, Source, str]:
+    """(folder for default outputs, folder the model comes from, backend ``tensorflow`` or ``onnx``).
+
+    ``auto``: an export folder's own format; for a run folder its ONNX export (``RUN/export/onnx``)
+    when it exists, matches the run's model.keras and onnxruntime is installed, else TensorFlow.
+    """
+    if backend not in BACKENDS:
+        raise FlexplatError(f"--backend: {backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+    if isinstance(run, ExportDir) or (isinstance(run, str | Path) and ExportDir.is_export(run)):
+        export = run if isinstance(run, ExportDir) else ExportDir.open(run)
+        return export, export, _export_backend(export, backend)
     run, automatic = resolve_run(run, runs_root)
     if automatic:
         console.print(f"Using run [bold]{run.path}[/] (the latest completed run under {runs_root}/; --run to choose)")
-    return run
+    if backend == "tensorflow":
+        return run, run, backend
+    candidate = default_export_dir(run.path, "onnx")
+    if not ExportDir.is_export(candidate):
+        if backend == "onnx":
+            raise FlexplatError(
+                f"{run.path}: no ONNX export in this run; create it with `flexplat export {run.path} --format onnx` "
+                f"or use --backend tensorflow"
+            )
+        return run, run, "tensorflow"
+    export = ExportDir.open(candidate)
+    if not export.matches(run):
+        if backend == "onnx":
+            raise FlexplatError(
+                f"{candidate}: made from an older model.keras of this run; export again "
+                f"(`flexplat export {run.path} --format onnx --overwrite`)"
+            )
+        console.print(f"[yellow]{candidate} is older than the run's model.keras; using TensorFlow (export again)[/]")
+        return run, run, "tensorflow"
+    if backend == "auto" and not onnxruntime_available():
+        return run, run, "tensorflow"
+    console.print(f"Using the ONNX export [bold]{candidate}[/] (--backend tensorflow for model.keras)")
+    return run, export, "onnx"
+
+
+def _export_backend(export: ExportDir, backend: str) -> str:
+    wanted = "onnx" if export.format == "onnx" else "tensorflow"
+    if backend not in ("auto", wanted):
+        raise FlexplatError(
+            f"{export.path}: this export holds a {export.format} model, which runs on --backend {wanted}; "
+            f"use --backend {wanted} (or auto), or --run {export.manifest.get('source_run')} (the source run)"
+        )
+    return wanted
+
+
+def make_predictor(source: Source, backend: str = "tensorflow") -> BatchPredictor:
+    """The batched forward pass of ``source``'s model on ``backend``."""
+    num_classes = len(source.config()["classes"])
+    if isinstance(source, RunDir):
+        return Predictor(load_model(source), num_classes, str(source.model_path))
+    if source.format == "onnx":
+        require("onnxruntime", f"inference with the ONNX model {source.model_path}")
+        return OnnxPredictor(source.model_path, num_classes)
+    outputs = int(source.manifest.get("output_channels", num_classes))
+    return SavedModelPredictor(source.model_path, (None, *source.manifest["input"]["shape"]), num_classes, outputs)
 
 
 def _plan_targets(files: Sequence[Path], output: Path, options: InferSettings) -> list[dict[str, Path]]:
@@ -360,14 +431,18 @@ def _plan_targets(files: Sequence[Path], output: Path, options: InferSettings) -
 
 
 def build_segmenter(
-    run: RunDir,
+    run: Source,
     tile: str | None,
     tile_size: int | None,
     batch_size: int | None,
     tta: bool,
     infer_cfg: Mapping[str, Any] | None = None,
+    backend: str = "tensorflow",
 ) -> Segmenter:
-    """The run's model wrapped for prediction at any scale, with ``infer_cfg`` (default: the run's ``infer``)."""
+    """The model of a run or export wrapped for prediction at any scale, on ``backend``.
+
+    ``infer_cfg`` defaults to the run's ``infer`` settings.
+    """
     config = run.config()
     infer_cfg = config.get("infer", {}) if infer_cfg is None else infer_cfg
     mode = tile if tile is not None else infer_cfg.get("tile", "auto")
@@ -376,14 +451,15 @@ def build_segmenter(
     batch = int(batch_size if batch_size is not None else infer_cfg.get("batch_size", 4))
     if batch < 1:
         raise FlexplatError(f"--batch-size: must be at least 1, got {batch}")
-    predictor = Predictor(load_model(run), len(config["classes"]))
+    predictor = make_predictor(run, backend)
+    multiple = run.size_multiple if isinstance(run, ExportDir) else size_multiple(config)
     if predictor.channels not in (1, 3):
         raise FlexplatError(f"{run.model_path}: models with {predictor.channels} input channels are not supported")
     model_hw = _model_size(predictor, config)
     return Segmenter(
         predictor=predictor,
-        multiple=_size_multiple(config),
-        tile_hw=_tile_size(predictor, config, model_hw, tile_size),
+        multiple=multiple,
+        tile_hw=_tile_size(predictor, config, model_hw, tile_size, multiple),
         overlap=float(infer_cfg.get("tile_overlap", 0.25)),
         batch_size=batch,
         max_side=int(infer_cfg.get("max_side", DEFAULT_MAX_SIDE)),
@@ -394,18 +470,8 @@ def build_segmenter(
     )
 
 
-def _size_multiple(config: dict) -> int:
-    from flexplat.plugins import get_registry
-
-    name = config["model"]["name"]
-    registry = get_registry()
-    if name not in registry.names("model"):
-        return 1
-    return int(registry.get("model", name).size_multiple(config["model"].get("options", {})))
-
-
 def plan_folder_scale(
-    run: RunDir,
+    run: Source,
     segmenter: Segmenter,
     files: Sequence[Path],
     options: InferSettings,
@@ -468,7 +534,7 @@ def _progress(console: Console, enabled: bool) -> Progress:
 
 
 def _segment_folder(
-    run: RunDir,
+    run: Source,
     segmenter: Segmenter,
     plan: ScalePlan,
     files: Sequence[Path],
@@ -583,7 +649,7 @@ def _scale_value(factor: float | tuple[float, float]) -> float | list[float]:
     return round(factor, 4)
 
 
-def _model_size(predictor: Predictor, config: dict) -> tuple[int, int]:
+def _model_size(predictor: BatchPredictor, config: dict) -> tuple[int, int]:
     """The size images are resized to: the model's fixed input, else the config's image_size."""
     configured = tuple(int(v) for v in config["model"]["image_size"])
     fixed = predictor.input_hw
@@ -597,7 +663,9 @@ def _model_size(predictor: Predictor, config: dict) -> tuple[int, int]:
     return configured  # type: ignore[return-value]
 
 
-def _tile_size(predictor: Predictor, config: dict, model_hw: tuple[int, int], tile_size: int | None) -> tuple[int, int]:
+def _tile_size(
+    predictor: BatchPredictor, config: dict, model_hw: tuple[int, int], tile_size: int | None, multiple: int
+) -> tuple[int, int]:
     if tile_size is None:
         return model_hw
     if tile_size < 1:
@@ -610,19 +678,14 @@ def _tile_size(predictor: Predictor, config: dict, model_hw: tuple[int, int], ti
                 f"leave --tile-size out (tiles then match the model input)"
             )
         return tile_size, tile_size
-    from flexplat.plugins import get_registry
     from flexplat.specs import nearest_multiples
 
-    name = config["model"]["name"]
-    registry = get_registry()
-    if name in registry.names("model"):
-        multiple = registry.get("model", name).size_multiple(config["model"].get("options", {}))
-        if tile_size % multiple:
-            lower, upper = nearest_multiples(tile_size, multiple)
-            raise FlexplatError(
-                f"--tile-size {tile_size}: model '{name}' needs sides that are a multiple of {multiple}; "
-                f"try {lower} or {upper}"
-            )
+    if tile_size % multiple:
+        lower, upper = nearest_multiples(tile_size, multiple)
+        raise FlexplatError(
+            f"--tile-size {tile_size}: model '{config['model']['name']}' needs sides that are a multiple of "
+            f"{multiple}; try {lower} or {upper}"
+        )
     return tile_size, tile_size
 
 
@@ -670,6 +733,7 @@ def render_summary(summary: InferSummary, console: Console) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("run", str(summary.run))
+    table.add_row("backend", f"{summary.backend} ({summary.model})" if summary.model else summary.backend)
     table.add_row("images", f"{summary.processed} of {summary.found} segmented ({summary.tiled} tiled)")
     table.add_row("skipped", str(len(summary.skipped)))
     for name, reason in summary.skipped[:10]:

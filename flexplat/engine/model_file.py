@@ -258,6 +258,17 @@ def load_saved_model(path: Path, any_size: bool = False) -> Any:
         return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
+def size_multiple(config: dict) -> int:
+    """The multiple the model's input sides must be (the model plugin's ``size_multiple``; 1 if unknown)."""
+    from flexplat.plugins import get_registry
+
+    name = config["model"]["name"]
+    registry = get_registry()
+    if name not in registry.names("model"):
+        return 1
+    return int(registry.get("model", name).size_multiple(config["model"].get("options", {})))
+
+
 def load_model(run: RunDir) -> Any:
     """The run's Keras model (plugins imported first so their custom objects are registered)."""
     from flexplat.plugins import get_registry

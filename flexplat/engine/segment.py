@@ -1,7 +1,8 @@
 """The prediction core shared by ``infer`` and ``evaluate``: a model as a NumPy function, brought
 to the run's pixel scale, optionally with test-time augmentation, whole or tiled.
 
-:class:`Predictor` is the batched forward pass. :class:`Segmenter` turns one image (network input,
+:class:`Predictor` (Keras) and :class:`OnnxPredictor` (ONNX Runtime) are the batched forward
+pass, behind one small interface (:class:`BatchPredictor`). :class:`Segmenter` turns one image (network input,
 original size) and a scale factor into class probabilities at the image's own size:
 
 1. resize the image by ``factor`` (the run's pixel scale, see :mod:`flexplat.engine.scale`);
@@ -19,7 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -28,33 +30,78 @@ from flexplat.engine.tiling import predict_tiled
 from flexplat.errors import FlexplatError
 
 
-class Predictor:
-    """Batched forward pass of a Keras model as a NumPy function, timed.
+class BatchPredictor(Protocol):
+    """What :class:`Segmenter` needs of a backend: a timed, batched forward pass as a NumPy function.
 
-    One ``tf.function`` per input shape (batch dimension left open, so a short last batch does not
-    retrace). A single-channel sigmoid output is turned into two-class probabilities.
+    ``__call__`` takes a float32 NHWC batch and returns class probabilities (N, H, W, classes).
+    ``input_hw`` holds ``None`` for a side of any size. Implemented by :class:`Predictor`
+    (Keras/TensorFlow) and :class:`OnnxPredictor` (ONNX Runtime, no TensorFlow).
     """
 
-    def __init__(self, model: Any, num_classes: int) -> None:
-        self.model = model
+    input_hw: tuple[int | None, int | None]
+    channels: int
+    seconds: float
+    calls: int
+
+    @property
+    def fixed_input(self) -> bool: ...
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class _Timed:
+    """Shared by the backends: output checks, sigmoid to two classes, timing."""
+
+    backend = "?"
+
+    def _setup(self, input_shape: tuple, outputs: int, num_classes: int, source: str) -> None:
         self.num_classes = num_classes
-        shape = tuple(model.input_shape)
-        self.input_hw: tuple[int | None, int | None] = (shape[1], shape[2])
-        self.channels = shape[3]
-        out = model.output_shape[-1]
-        if out != num_classes and not (out == 1 and num_classes == 2):
+        self.input_hw: tuple[int | None, int | None] = _side(input_shape[1]), _side(input_shape[2])
+        self.channels = int(input_shape[3])
+        if outputs != num_classes and not (outputs == 1 and num_classes == 2):
             raise FlexplatError(
-                f"the model outputs {out} classes but the run's config lists {num_classes}; "
-                f"the run folder is inconsistent (retrain or fix config.yaml)"
+                f"{source}: the model outputs {outputs} classes but the config lists {num_classes}; "
+                f"the folder is inconsistent (retrain, export again or fix the config)"
             )
-        self._sigmoid = out == 1 and num_classes == 2
-        self._functions: dict[tuple[int, ...], Callable] = {}
+        self._sigmoid = outputs == 1 and num_classes == 2
         self.seconds = 0.0
         self.calls = 0
 
     @property
     def fixed_input(self) -> bool:
         return self.input_hw[0] is not None or self.input_hw[1] is not None
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        probs = self._forward(np.ascontiguousarray(batch, dtype=np.float32))
+        if self._sigmoid:
+            probs = np.concatenate([1.0 - probs, probs], axis=-1)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return probs
+
+
+def _side(value: Any) -> int | None:
+    """A static side length, or None for a dynamic one (ONNX names dynamic dims with strings)."""
+    return int(value) if isinstance(value, int | np.integer) and value > 0 else None
+
+
+class Predictor(_Timed):
+    """Batched forward pass of a Keras model as a NumPy function, timed.
+
+    One ``tf.function`` per input shape (batch dimension left open, so a short last batch does not
+    retrace). A single-channel sigmoid output is turned into two-class probabilities.
+    """
+
+    backend = "tensorflow"
+
+    def __init__(self, model: Any, num_classes: int, source: str = "the run") -> None:
+        self.model = model
+        self._setup(tuple(model.input_shape), model.output_shape[-1], num_classes, source)
+        self._functions: dict[tuple[int, ...], Callable] = {}
 
     def _function(self, shape: tuple[int, ...]) -> Callable:
         fn = self._functions.get(shape)
@@ -70,15 +117,51 @@ class Predictor:
             self._functions[shape] = fn
         return fn
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        probs = self._function(tuple(batch.shape[1:]))(batch).numpy()
-        if self._sigmoid:
-            probs = np.concatenate([1.0 - probs, probs], axis=-1)
-        self.seconds += time.perf_counter() - started
-        self.calls += 1
-        return probs
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self._function(tuple(batch.shape[1:]))(batch).numpy()
+
+
+class OnnxPredictor(_Timed):
+    """Batched forward pass of an ONNX model with ONNX Runtime (CPU); never imports TensorFlow."""
+
+    backend = "onnx"
+
+    def __init__(self, path: Path, num_classes: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initialisers are noise for users
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise FlexplatError(f"{path}: ONNX Runtime cannot load the model ({exc}); export it again") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise FlexplatError(f"{path}: expected one NHWC image input, found {[i.shape for i in inputs]}")
+        self._input = inputs[0].name
+        out = outputs[0].shape[-1]
+        self._setup(tuple(inputs[0].shape), int(out) if isinstance(out, int) else num_classes, num_classes, str(path))
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: batch})[0]
+
+
+class SavedModelPredictor(_Timed):
+    """Batched forward pass of an exported TensorFlow SavedModel (its ``serve`` endpoint)."""
+
+    backend = "tensorflow"
+
+    def __init__(self, path: Path, input_shape: tuple, num_classes: int, outputs: int) -> None:
+        import tensorflow as tf
+
+        self._loaded = tf.saved_model.load(str(path))  # kept: the endpoint only holds weak references
+        self._serve = self._loaded.serve
+        self._setup(input_shape, outputs, num_classes, str(path))
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._serve(batch))
 
 
 # -- test-time augmentation -----------------------------------------------------------------
@@ -157,7 +240,7 @@ class Prepared:
 class Segmenter:
     """Class probabilities of images at their own size, at a given scale (see the module docstring)."""
 
-    predictor: Predictor
+    predictor: BatchPredictor
     multiple: int
     tile_hw: tuple[int, int]
     overlap: float

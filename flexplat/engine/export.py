@@ -1,0 +1,252 @@
+"""Exported models (``flexplat export``): a run's model in a portable format plus a manifest.
+
+An export folder is self-describing, like a run folder, and ``flexplat infer --run EXPORT`` needs
+nothing else (with the ONNX format not even TensorFlow):
+
+    manifest.json    format, model file, classes and colours, input size and channels, size multiple,
+                     the training scale (run.json ``scale``), data.stain_norm, the run's ``infer``
+                     settings, flexplat version, source run, the ONNX Runtime check
+    model.onnx       (format ``onnx``) opset from tf2onnx, dynamic height/width for fully
+                     convolutional models
+    saved_model/     (format ``saved_model``) a TensorFlow SavedModel, endpoint ``serve``
+
+The default place is ``RUN/export/<format>/``; ``flexplat infer --backend auto`` on a run folder uses
+``RUN/export/onnx`` when it is there, up to date with model.keras, and onnxruntime is installed.
+The whole folder is written next to its target and renamed into place, so it is never half written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flexplat.atomic import atomic_write_text
+from flexplat.engine.rundir import RunDir
+from flexplat.engine.scale import TrainingScale
+from flexplat.errors import FlexplatError
+from flexplat.specs import ClassInfo, classes_from_config
+from flexplat.version import __version__
+
+MANIFEST = "manifest.json"
+FORMATS = {"onnx": "model.onnx", "saved_model": "saved_model"}
+EXPORT_DIR = "export"
+MANIFEST_VERSION = 1
+ONNX_EXTRA = 'pip install "flexplat[onnx]"'
+PROBE_TOLERANCE = 1e-4
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime is installed (found without importing it)."""
+    return _installed("onnxruntime")
+
+
+def require(module: str, purpose: str) -> Any:
+    """Import one of the ``flexplat[onnx]`` packages, or explain how to install it."""
+    try:
+        if not _installed(module):
+            raise ImportError(module)
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise FlexplatError(f"{purpose} needs the package '{module}', which is not installed; {ONNX_EXTRA}") from exc
+
+
+def default_export_dir(run_path: Path, fmt: str) -> Path:
+    return Path(run_path) / EXPORT_DIR / fmt
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """An export folder on disk; reads like a :class:`RunDir` for inference (config, classes, scale)."""
+
+    path: Path
+    manifest: dict = field(compare=False, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> ExportDir:
+        path = Path(path)
+        file = path / MANIFEST
+        try:
+            manifest = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise FlexplatError(f"{file}: cannot read the export manifest ({exc}); export again") from exc
+        if manifest.get("format") not in FORMATS or not isinstance(manifest.get("config"), dict):
+            raise FlexplatError(f"{file}: not a flexplat export manifest; export again with `flexplat export`")
+        export = cls(path, manifest)
+        if not export.model_path.exists():
+            raise FlexplatError(f"{export.model_path}: missing from the export folder; export again")
+        return export
+
+    @staticmethod
+    def is_export(path: str | Path) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest.get("model_file", FORMATS[self.format])
+
+    @property
+    def size_multiple(self) -> int:
+        return int(self.manifest.get("input", {}).get("size_multiple", 1))
+
+    @property
+    def input_hw(self) -> tuple[int | None, int | None]:
+        height, width = self.manifest["input"]["shape"][:2]
+        return height, width
+
+    @property
+    def channels(self) -> int:
+        return int(self.manifest["input"]["shape"][2])
+
+    def config(self) -> dict:
+        return json.loads(json.dumps(self.manifest["config"]))  # a copy the caller may change
+
+    def classes(self) -> list[ClassInfo]:
+        return classes_from_config(self.manifest["config"]["classes"])
+
+    def training_scale(self) -> TrainingScale | None:
+        recorded = self.manifest.get("training_scale")
+        return TrainingScale.from_dict(recorded) if recorded else None
+
+    def info(self) -> dict:
+        return {"status": "completed", "source_run": self.manifest.get("source_run")}
+
+    def matches(self, run: RunDir) -> bool:
+        """Whether this export was made from ``run``'s current model.keras (same size and time)."""
+        source = self.manifest.get("source_model", {})
+        try:
+            stat = run.model_path.stat()
+        except OSError:
+            return False
+        return source.get("size") == stat.st_size and source.get("mtime_ns") == stat.st_mtime_ns
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_run` wrote and how well ONNX Runtime agrees with Keras."""
+
+    path: Path
+    format: str
+    seconds: float
+    size_bytes: int
+    max_abs_difference: float | None
+    probe_shape: tuple[int, ...]
+
+
+def _manifest(run: RunDir, fmt: str, model: Any, multiple: int) -> dict:
+    config = run.config()
+    stat = run.model_path.stat()
+    shape = [None if v is None else int(v) for v in tuple(model.input_shape)[1:]]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "format": fmt,
+        "model_file": FORMATS[fmt],
+        "input": {"shape": shape, "dynamic_size": shape[0] is None, "size_multiple": multiple, "dtype": "float32"},
+        "output_channels": int(model.output_shape[-1]),
+        "config": {
+            "project": config.get("project"),
+            "classes": config["classes"],
+            "model": {k: config["model"][k] for k in ("name", "image_size", "options") if k in config["model"]},
+            "data": {"stain_norm": config.get("data", {}).get("stain_norm")},
+            "infer": config.get("infer", {}),
+        },
+        "training_scale": run.info().get("scale"),  # as recorded, not rounded again
+        "flexplat_version": __version__,
+        "source_run": str(run.path.resolve()),
+        "source_model": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def probe_input(model: Any, multiple: int, seed: int = 0) -> np.ndarray:
+    """A random batch of 2 images the model accepts (dynamic sizes: a non-square multiple of ``multiple``)."""
+    height, width, channels = tuple(model.input_shape)[1:]
+    height = height or multiple * max(1, -(-48 // multiple))
+    width = width or multiple * max(1, -(-80 // multiple))
+    return np.random.default_rng(seed).uniform(0, 255, (2, height, width, channels)).astype(np.float32)
+
+
+def onnx_difference(model_file: Path, model: Any, probe: np.ndarray) -> float:
+    """Max |ONNX Runtime - Keras| over the probe batch's outputs."""
+    ort = require("onnxruntime", "checking the ONNX export")
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: probe})[0]
+    expected = np.asarray(model(probe, training=False))
+    if got.shape != expected.shape:
+        raise FlexplatError(f"{model_file}: ONNX output shape {got.shape} differs from Keras {expected.shape}")
+    return float(np.max(np.abs(got - expected)))
+
+
+def _write_model(model: Any, fmt: str, target: Path, probe: np.ndarray) -> None:
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, *tuple(model.input_shape)[1:]), tf.float32)]
+    model(probe[:1], training=False)  # builds every layer's call graph once (tf2onnx needs it)
+    if fmt == "onnx":
+        require("tf2onnx", "exporting to ONNX")
+        require("onnx", "exporting to ONNX")
+        model.export(str(target), format="onnx", input_signature=signature, verbose=False)
+    else:
+        model.export(str(target), format="tf_saved_model", input_signature=signature, verbose=False)
+
+
+def export_run(run: RunDir, fmt: str, out: Path | None = None, overwrite: bool = False) -> ExportResult:
+    """Export ``run``'s model as ``fmt`` with a manifest into ``out`` (default ``RUN/export/<fmt>``)."""
+    from flexplat.engine.model_file import load_model, size_multiple
+
+    if fmt not in FORMATS:
+        raise FlexplatError(f"--format: {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":  # before the slow model load: a missing extra is reported at once
+        for module in ("tf2onnx", "onnx", "onnxruntime"):
+            require(module, "exporting to ONNX")
+    out = Path(out) if out is not None else default_export_dir(run.path, fmt)
+    if out.exists() and not overwrite:
+        raise FlexplatError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
+    started = time.perf_counter()
+    model = load_model(run)
+    multiple = size_multiple(run.config())
+    probe = probe_input(model, multiple)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        _write_model(model, fmt, staging / FORMATS[fmt], probe)
+        difference = onnx_difference(staging / FORMATS[fmt], model, probe) if fmt == "onnx" else None
+        manifest = _manifest(run, fmt, model, multiple)
+        check = {"probe": list(probe.shape), "max_abs_difference": difference}
+        manifest["check"] = None if difference is None else check
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return ExportResult(out, fmt, time.perf_counter() - started, size, difference, tuple(probe.shape))
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Move the finished ``staging`` folder to ``out``, replacing an old export only at the end."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{time.time_ns()}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
