@@ -136,17 +136,28 @@ def config_show(project: str | None, config_file: str | None, sets: tuple[str, .
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="YAML to write (default: <NAME>.yaml here).")
 @click.option("--name", help="Label of the imported config (default: the original file's folder name).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file (or --run-out folder's files).")
-def config_import(path: str, out: str | None, name: str | None, overwrite: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="The original's trained best_model.h5 to adopt.")
+@click.option("--run-out", type=click.Path(file_okay=False), help="With --weights: the run folder to make for infer.")
+def config_import(path: str, out: str | None, name: str | None, overwrite: bool, weights, run_out) -> None:
     """Import an original experiment's train_eval_infer.config (and its trained weights) as flexplat YAML."""
     from pathlib import Path
 
     from flexplat.migrate import import_original_config, render_import, write_config
 
+    if bool(weights) != bool(run_out):
+        raise click.UsageError("--weights and --run-out go together: the run folder holds the adopted model")
+    if run_out and Path(run_out).is_dir() and any(Path(run_out).iterdir()):
+        raise click.UsageError(f"--run-out {run_out}: the folder already holds files; choose a new one")
     result = import_original_config(path, name)
     label = name or Path(path).resolve().parent.name
     target = write_config(result, out or f"{label}.yaml", overwrite=overwrite, name=label)
     render_import(result, target, console())
+    if weights:
+        from flexplat.engine.adopt import adopt_weights
+
+        run = adopt_weights(target, Path(weights), Path(run_out), console=console())
+        console().print(f"Run folder: [bold]{run.path}[/]  (`flexplat infer --run {run.path} --images DIR`)")
 
 
 class GenerateGroup(FlexplatGroup):
@@ -192,9 +203,14 @@ def _explicit_options(data: str | None, epochs: int | None, batch_size: int | No
     "--init", "init", type=click.Path(file_okay=False),
     help="Start from this trained run's weights (fine-tuning; same classes and model).",
 )  # fmt: skip
+@click.option(
+    "--init-weights", type=click.Path(dir_okay=False),
+    help="Start from another program's weight file, e.g. the original experiment's best_model.h5.",
+)  # fmt: skip
 @click.option("--demo", is_flag=True, help="Train the project's demo config on generated demo data.")
 @click.option("--evaluate/--no-evaluate", default=True, help="Evaluate on the test split afterwards.")
-def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, init, demo, evaluate) -> None:
+def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, init, init_weights, demo,
+          evaluate) -> None:  # fmt: skip
     """Train PROJECT (or the dataset a --config file describes) into a run folder."""
     from pathlib import Path
 
@@ -204,16 +220,20 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
 
     out_console = console()
     if resume:
-        if project or config_file or sets or data or epochs or batch_size or seed is not None or demo or init:
+        given = (project, config_file, sets, data, epochs, batch_size, seed is not None, demo, init, init_weights)
+        if any(given):
             raise click.UsageError("--resume continues a run with its own config: give no other config options")
         run = train_run(resume=Path(resume), console=out_console)
     else:
         if not project and not config_file:
             raise click.UsageError("give a PROJECT (see `flexplat list --kind project`) or --config FILE")
+        if init and init_weights:
+            raise click.UsageError("give --init RUN_DIR or --init-weights FILE, not both")
         options = _explicit_options(data, epochs, batch_size, seed)
         config = resolve(project, config_file, sets, options, demo=demo)
         out_path, init_path = (Path(out) if out else None), (Path(init) if init else None)
-        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console)
+        weights = Path(init_weights) if init_weights else None
+        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console, init_weights=weights)
     out_console.print(f"Training finished: [bold]{run.path}[/]")
     if evaluate:
         figures = evaluate_run(run, "test", console=out_console)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from flexplat.atomic import atomic_write_text
 from flexplat.config import require_model
+from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
 from flexplat.engine.rundir import RunDir
@@ -116,16 +117,21 @@ def train(
     init: Path | None = None,
     demo: bool = False,
     console: Console | None = None,
+    init_weights: Path | None = None,
 ) -> RunDir:
     """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder.
 
     ``init`` starts from a trained run's weights (fine-tuning); its classes must match by name.
+    ``init_weights`` starts from a weights file of another program (the original's ``best_model.h5``),
+    read by the model plugin (:func:`flexplat.engine.adopt.load_foreign_weights`).
     The data is checked before a run folder is made or TensorFlow is imported, so a bad dataset
     fails fast and leaves nothing behind.
     """
     console = console or Console()
     config, run, state = _start(config, resume, demo, console)
     source = _init_source(init, config) if init is not None else None
+    if init_weights is not None:
+        foreign_loader(config, init_weights)
     codec, splits = load_splits(config, console)
     if not splits["valid"]:
         raise DataError(
@@ -149,6 +155,8 @@ def train(
         console.print(f"Resuming {run.path} after epoch {state['epoch']}")
     elif source is not None:
         _load_init_weights(model, source, console)
+    elif init_weights is not None:
+        console.print(load_foreign_weights(model, config, init_weights))
     info = _record_start(run, config, splits, model, scale, source)
     console.print(
         f"Run folder: [bold]{run.path}[/]  model {config['model']['name']} "
