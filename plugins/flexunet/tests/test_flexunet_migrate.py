@@ -109,3 +109,20 @@ def test_non_square_kernel_is_refused_with_the_line(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match=r":20: \[model\] base_kernels: FlexUNet base_kernels are square"):
         import_original_config(path)
+
+
+def test_augmentor_maps_and_an_unused_broken_value_is_listed_not_fatal(tmp_path):
+    if not TINY_CONFIG.is_file():
+        pytest.skip("../shared/seed-weights is absent")
+    extra = "\n[augmentor]\nvflip = True\nrotation = True\nangles = [90, 180, 270]\nshrinks = [0.8]\n"
+    extra += "\n[infer3d]\nslice_rotation = cv2.ROTATE_90_CLOCKWISE\n"
+    path = tmp_path / "train_eval_infer.config"
+    path.write_text(TINY_CONFIG.read_text() + extra)
+    result = import_original_config(path)
+    assert result.config["train"]["augment"] == {"flip": True, "rot90": True}
+    unmapped = {key: reason for key, _, reason in result.unmapped}
+    assert "augmentor.shrinks" in unmapped
+    assert "not a literal" in unmapped["infer3d.slice_rotation"]
+    out = tmp_path / "x.yaml"
+    out.write_text(result.to_yaml())
+    assert resolve_config(config_file=out)["train"]["augment"]["rot90"] is True
