@@ -334,12 +334,16 @@ def infer_command(images, run_dir, output, tile, backend, **settings) -> None:
 @click.option("--format", "fmt", type=click.Choice(["onnx", "saved_model"]), default="onnx", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Export folder (default: RUN_DIR/export/FORMAT).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
-def export_command(run_dir: str, fmt: str, out: str | None, overwrite: bool) -> None:
+@click.option(
+    "--large-model/--in-memory", "large_model", default=None,
+    help="ONNX route: via a SavedModel with external weights (default for models over 256 MB of weights).",
+)  # fmt: skip
+def export_command(run_dir: str, fmt: str, out: str | None, overwrite: bool, large_model: bool | None) -> None:
     """Export a run's model (ONNX or SavedModel) with a manifest, for `flexplat infer --run EXPORT`."""
     from flexplat.engine.export import export_run
     from flexplat.engine.rundir import RunDir
 
-    result = export_run(RunDir.open(run_dir), fmt, out, overwrite=overwrite)
+    result = export_run(RunDir.open(run_dir), fmt, out, overwrite=overwrite, large_model=large_model)
     click.echo(f"Exported {fmt} to {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
     if result.max_abs_difference is not None:
         shape = "x".join(str(v) for v in result.probe_shape)

@@ -259,3 +259,23 @@ def test_export_without_the_extra_names_it(runs, site, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode != 0
     assert 'pip install "flexplat[onnx]"' in result.stderr and "Traceback" not in result.stderr
+
+
+def test_large_model_route_keeps_weights_outside_and_agrees(runs, images, tmp_path):
+    out = tmp_path / "large"
+    args = ["export", str(runs["dynamic"].path), "--out", str(out), "--large-model"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "large_model" in manifest["route"] and manifest["check"]["max_abs_difference"] < 1e-4
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.onnx.data"]
+    result = infer("--images", str(images), "--run", str(out), "--output", str(tmp_path / "masks"))
+    assert result.exit_code == 0, result.output
+
+
+def test_help_and_list_import_neither_tensorflow_nor_onnxruntime(site, tmp_path):
+    env = _blocked_env(site, tmp_path, ("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx"))
+    for args in (["--help"], ["list"], ["export", "--help"], ["infer", "--help"]):
+        result = subprocess.run([sys.executable, "-m", "flexplat", *args], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+    assert "--backend" in result.stdout

@@ -20,8 +20,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,13 @@ FORMATS = {"onnx": "model.onnx", "saved_model": "saved_model"}
 EXPORT_DIR = "export"
 MANIFEST_VERSION = 1
 ONNX_EXTRA = 'pip install "flexplat[onnx]"'
-PROBE_TOLERANCE = 1e-4
+LARGE_MODEL_BYTES = 256 * 2**20
+"""Models with more weight bytes go the large-model ONNX route (see :func:`_write_onnx_large`)."""
+ONNX_OPSET = 17
+_TF2ONNX = (  # tf2onnx 1.17's --large_model path still calls np.product, which NumPy 2 removed
+    "import sys, numpy; numpy.product = getattr(numpy, 'product', numpy.prod); "
+    "from tf2onnx import convert; sys.argv[0] = 'tf2onnx.convert'; convert.main()"
+)
 
 
 def _installed(module: str) -> bool:
@@ -195,21 +204,54 @@ def onnx_difference(model_file: Path, model: Any, probe: np.ndarray) -> float:
     return float(np.max(np.abs(got - expected)))
 
 
-def _write_model(model: Any, fmt: str, target: Path, probe: np.ndarray) -> None:
+def weight_bytes(model: Any) -> int:
+    return int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights))
+
+
+def _write_model(model: Any, fmt: str, target: Path, probe: np.ndarray, large: bool) -> str:
+    """Write the model file; returns the route taken (recorded in the manifest)."""
     import tensorflow as tf
 
     signature = [tf.TensorSpec((None, *tuple(model.input_shape)[1:]), tf.float32)]
     model(probe[:1], training=False)  # builds every layer's call graph once (tf2onnx needs it)
-    if fmt == "onnx":
-        require("tf2onnx", "exporting to ONNX")
-        require("onnx", "exporting to ONNX")
-        model.export(str(target), format="onnx", input_signature=signature, verbose=False)
-    else:
+    if fmt == "saved_model":
         model.export(str(target), format="tf_saved_model", input_signature=signature, verbose=False)
+        return "keras tf_saved_model"
+    if large:
+        _write_onnx_large(model, target, signature)
+        return f"SavedModel -> tf2onnx --large_model (opset {ONNX_OPSET}), weights in {target.name}.data"
+    model.export(str(target), format="onnx", input_signature=signature, verbose=False)
+    return "keras model.export (tf2onnx in memory)"
 
 
-def export_run(run: RunDir, fmt: str, out: Path | None = None, overwrite: bool = False) -> ExportResult:
-    """Export ``run``'s model as ``fmt`` with a manifest into ``out`` (default ``RUN/export/<fmt>``)."""
+def _write_onnx_large(model: Any, target: Path, signature: list) -> None:
+    """ONNX for models too large for the in-memory route: a SavedModel converted by tf2onnx in a child
+    process with ``--large_model``, the weights then gathered into one external file ``<target>.data``."""
+    onnx = require("onnx", "exporting to ONNX")
+    work = target.parent / "_large_model"
+    saved, zipped, unpacked = work / "saved_model", work / "model.zip", work / "unpacked"
+    model.export(str(saved), format="tf_saved_model", input_signature=signature, verbose=False)
+    command = [sys.executable, "-c", _TF2ONNX, "--saved-model", str(saved), "--signature_def", "serve"]
+    command += ["--output", str(zipped), "--large_model", "--opset", str(ONNX_OPSET)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise FlexplatError(f"{target}: tf2onnx could not convert the model (exit {proc.returncode}):\n{tail}")
+    with zipfile.ZipFile(zipped) as archive:
+        archive.extractall(unpacked)
+    proto = onnx.load(str(unpacked / "__MODEL_PROTO.onnx"))  # reads the external tensors next to it
+    onnx.save_model(proto, str(target), save_as_external_data=True, location=f"{target.name}.data")
+    shutil.rmtree(work)
+
+
+def export_run(
+    run: RunDir, fmt: str, out: Path | None = None, overwrite: bool = False, large_model: bool | None = None
+) -> ExportResult:
+    """Export ``run``'s model as ``fmt`` with a manifest into ``out`` (default ``RUN/export/<fmt>``).
+
+    ONNX: ``large_model`` (default: weights over :data:`LARGE_MODEL_BYTES`) converts through a
+    SavedModel and keeps the weights in an external ``model.onnx.data`` file.
+    """
     from flexplat.engine.model_file import load_model, size_multiple
 
     if fmt not in FORMATS:
@@ -227,9 +269,11 @@ def export_run(run: RunDir, fmt: str, out: Path | None = None, overwrite: bool =
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        _write_model(model, fmt, staging / FORMATS[fmt], probe)
+        large = weight_bytes(model) > LARGE_MODEL_BYTES if large_model is None else large_model
+        route = _write_model(model, fmt, staging / FORMATS[fmt], probe, large)
         difference = onnx_difference(staging / FORMATS[fmt], model, probe) if fmt == "onnx" else None
         manifest = _manifest(run, fmt, model, multiple)
+        manifest["route"] = route
         check = {"probe": list(probe.shape), "max_abs_difference": difference}
         manifest["check"] = None if difference is None else check
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
