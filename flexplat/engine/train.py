@@ -138,6 +138,8 @@ def train(
             f"{config['data']['root']}: no validation pairs; add a valid folder (data.valid) "
             "or set data.split.valid > 0"
         )
+    if source is not None:
+        _match_init_scale(config, source, codec, splits["train"], console)
     if run is None:
         run = RunDir.create(out, config.get("project"))
         run.write_config(config)
@@ -210,6 +212,36 @@ def _init_source(init: Path, config: dict) -> RunDir:
             f"names '{config['model']['name']}'; use the same model (and options) to start from its weights"
         )
     return source
+
+
+SCALE_TOLERANCE = 0.1
+"""Fine-tuning data whose objects differ from the source run's scale by more than this is resized."""
+
+
+def _match_init_scale(config: dict, source: RunDir, codec: Any, pairs: list[Any], console: Console) -> None:
+    """Fine-tuning: bring the new images to the scale the source run learnt at (like infer does).
+
+    Training resizes every image to ``model.image_size``; when the new lab's objects would then be
+    smaller or larger than the ones the source model learnt, a fully convolutional model trains at
+    the input size that gives them the learnt diameter instead (rounded to the model's size multiple).
+    """
+    learnt = source.training_scale()
+    spec = get_registry().get("model", config["model"]["name"])
+    if learnt is None or not spec.fully_convolutional:
+        return
+    size = config["model"]["image_size"]
+    masks = (codec.read_mask(pair).mask for pair in evenly_spaced(pairs))
+    here = measure_training_scale(masks, size)
+    if here is None or abs(here.object_diameter / learnt.object_diameter - 1.0) <= SCALE_TOLERANCE:
+        return
+    multiple = spec.size_multiple(config["model"]["options"])
+    ratio = learnt.object_diameter / here.object_diameter
+    new_size = [max(multiple, int(round(side * ratio / multiple)) * multiple) for side in size]
+    console.print(
+        f"Objects in this data measure {here.object_diameter:.1f} px at model.image_size {size}, the source run "
+        f"learnt {learnt.object_diameter:.1f} px: training at model.image_size {new_size} to match"
+    )
+    config["model"]["image_size"] = new_size
 
 
 def _load_init_weights(model: Any, source: RunDir, console: Console) -> None:

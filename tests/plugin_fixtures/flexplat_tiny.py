@@ -99,6 +99,16 @@ def register_models(register):
     register(
         flexplat.ModelSpec(MODEL, "A tiny U-Net for tests.", build_model, MODEL_OPTIONS, lambda o: 2 ** o["depth"])
     )
+    register(
+        flexplat.ModelSpec(
+            f"{MODEL}-any-size",
+            "The tiny U-Net, declared fully convolutional: inference may feed it any multiple of its size.",
+            build_model,
+            MODEL_OPTIONS,
+            lambda o: 2 ** o["depth"],
+            fully_convolutional=True,
+        )
+    )
 
 
 @flexplat.hookimpl
