@@ -62,6 +62,12 @@ AUGMENT_HELP = "rot90, rot180, rot270, hflip, vflip, elastic, barrel, pincushion
     type=click.FloatRange(0.25, 4.0),
     help="Synthetic only: magnification (1 = LISC-like field of about 7 red cells across) [default: 1].",
 )
+@click.option(
+    "--randomize",
+    is_flag=True,
+    help="Synthetic only: domain-randomised smears (stain colours, cell size, red cells, background, "
+    "light, blur, noise) so a model carries to real images; --zoom then scales the drawn sizes.",
+)
 @click.option("--parts", is_flag=True, help="Nucleus and cytoplasm of each type as separate classes (11 classes).")
 @click.option("--overwrite", is_flag=True, help="Replace a previously generated dataset at --out (once complete).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -77,6 +83,7 @@ def generate(
     elastic_sigma: float,
     lens_amount: float,
     zoom: float | None,
+    randomize: bool,
     parts: bool,
     overwrite: bool,
     quiet: bool,
@@ -86,7 +93,7 @@ def generate(
     \b
     From the LISC download (see `flexplat info leukocyte`):
       flexplat generate leukocyte --source ~/LISC --out data/leukocyte
-    Synthetic smears, no download needed:
+    Synthetic smears, no download needed (--randomize: varied enough to carry to real smears):
       flexplat generate leukocyte --synthetic 200 --out data/leukocyte-synthetic
 
     The split is drawn over ORIGINAL images before augmentation, so no copy of a test image
@@ -97,8 +104,9 @@ def generate(
 
     if (source is None) == (count is None):
         raise click.UsageError("give exactly one of --source LISC_DIR or --synthetic N")
-    if source is not None and zoom is not None:
-        raise click.UsageError("--zoom applies to --synthetic only (LISC images keep their scale)")
+    if source is not None and (zoom is not None or randomize):
+        option = "--zoom" if zoom is not None else "--randomize"
+        raise click.UsageError(f"{option} applies to --synthetic only (LISC images are real)")
     try:
         split = parse_split(split_text)
     except ValueError as exc:
@@ -119,10 +127,17 @@ def generate(
 
             manifest = generate_lisc(source, out, size=size or DEFAULT_SIZE, progress=not quiet, **common)
         else:
-            from flexplat_leukocyte.synthetic import DEFAULT_SIZE, generate_synthetic
+            from flexplat_leukocyte.synthetic import DEFAULT_SIZE, Randomization, generate_synthetic
 
+            randomization = Randomization() if randomize else None
             manifest = generate_synthetic(
-                count, out, size=size or DEFAULT_SIZE, zoom=zoom or 1.0, progress=not quiet, **common
+                count,
+                out,
+                size=size or DEFAULT_SIZE,
+                zoom=zoom or 1.0,
+                randomization=randomization,
+                progress=not quiet,
+                **common,
             )
     except FlexplatError as exc:
         raise click.ClickException(str(exc)) from None

@@ -15,8 +15,8 @@ from flexplat_leukocyte.command import generate
 _HERE = Path(__file__).resolve().parent
 CONFIG = flexplat.load_yaml(_HERE / "leukocyte.yaml")
 DEMO_CONFIG = flexplat.load_yaml(_HERE / "leukocyte-demo.yaml")
-DEMO_COUNT = 360
-DEMO_ZOOM = 1.5
+DEMO_COUNT = 480
+DEMO_ZOOM = 1.0  # domain-randomised: the scale is drawn per image (synthetic.Randomization.cell_fraction)
 
 DATA_HINT = """\
 Data: LISC (Leukocyte Images for Segmentation and Classification),
@@ -39,11 +39,12 @@ def make_demo_data(out_dir: Path, seed: int) -> Path:
     """
     import yaml
 
-    from flexplat_leukocyte.synthetic import RENDERER_VERSION, generate_synthetic
+    from flexplat_leukocyte.synthetic import Randomization, generate_synthetic, synthetic_record
 
     out_dir = Path(out_dir)
     size = int(DEMO_CONFIG["model"]["image_size"][0])
-    wanted = {"count": DEMO_COUNT, "zoom": DEMO_ZOOM, "renderer": RENDERER_VERSION}
+    randomization = Randomization()
+    wanted = synthetic_record(DEMO_COUNT, DEMO_ZOOM, randomization)
     manifest_path = out_dir / "dataset.yaml"
     overwrite = False
     if manifest_path.is_file():
@@ -61,7 +62,9 @@ def make_demo_data(out_dir: Path, seed: int) -> Path:
         ):
             return out_dir
         overwrite = isinstance(manifest, dict) and manifest.get("generator", {}).get("kind") == "synthetic"
-    generate_synthetic(DEMO_COUNT, out_dir, size=size, seed=seed, zoom=DEMO_ZOOM, overwrite=overwrite)
+    generate_synthetic(
+        DEMO_COUNT, out_dir, size=size, seed=seed, zoom=DEMO_ZOOM, randomization=randomization, overwrite=overwrite
+    )
     return out_dir
 
 

@@ -104,6 +104,7 @@ def test_make_demo_data_is_idempotent_and_careful(tmp_path, monkeypatch):
     manifest = yaml.safe_load((out / "dataset.yaml").read_text())
     assert manifest["options"]["size"] == project.DEMO_CONFIG["model"]["image_size"][0]
     assert manifest["synthetic"]["count"] == 10
+    assert manifest["synthetic"]["randomization"]["palettes"] == ["wright", "yellowish", "grey"]  # domain-randomised
     stamp = (out / "dataset.yaml").stat().st_mtime_ns
     project.make_demo_data(out, 0)  # same settings: left alone
     assert (out / "dataset.yaml").stat().st_mtime_ns == stamp
