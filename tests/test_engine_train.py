@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import types
+import zipfile
 
+import h5py
 import pytest
 import yaml
 
@@ -55,6 +57,9 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     assert {"flexplat", "tensorflow", "keras"} <= set(info["versions"])
     assert info["versions"]["flexplat-tiny"] == "0.0.1"  # the plugins' distributions, with versions
     assert run.model_path.is_file()
+    with zipfile.ZipFile(run.model_path) as archive, archive.open("model.weights.h5") as member:
+        with h5py.File(member, "r") as store:  # the model kept for inference: weights only
+            assert "layers" in store and "optimizer" not in store
     assert RunDir.open(run.path).config() == config
     rows = read_csv(run.metrics_csv)
     assert [r["epoch"] for r in rows] == ["1", "2"]

@@ -20,6 +20,7 @@ from flexplat.atomic import atomic_write_text
 from flexplat.data.io import colorize, write_png
 from flexplat.engine.context import RunContext
 from flexplat.engine.figures import line_plot, side_by_side
+from flexplat.engine.model_file import save_for_inference
 
 _MAX_WORDS = ("dice", "iou", "acc", "auc", "precision", "recall")
 
@@ -54,9 +55,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             raise KeyError(f"checkpoint: metric '{self.monitor}' is not logged; logged: {sorted(logs or {})}")
         if _improved(float(value), self.best, self.mode):
             self.best, self.best_epoch = float(value), epoch + 1
-            tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-            self.model.save(tmp)
-            tmp.replace(self.path)
+            save_for_inference(self.model, self.path)
 
     def flexplat_state(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}

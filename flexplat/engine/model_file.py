@@ -285,3 +285,18 @@ def load_model(run: RunDir) -> Any:
             f"{run.model_path}: cannot load the model ({type(exc).__name__}: {exc}); is the plugin that "
             f"provides model '{run.config().get('model', {}).get('name')}' installed? (`flexplat list`)"
         ) from exc
+
+
+def save_for_inference(model: Any, path: Path) -> None:
+    """Write ``model`` to ``path`` (``.keras``) with its weights only, atomically.
+
+    A compiled model saves its optimizer's slots too (for Adam, twice the weights); the run's
+    ``resume/`` checkpoint keeps those, the model kept for inference does not. The weights are
+    copied into an uncompiled clone of the architecture, which is what gets saved.
+    """
+    path = Path(path)
+    clone = type(model).from_config(model.get_config())  # the architecture, uncompiled
+    clone.set_weights(model.get_weights())
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    clone.save(tmp)
+    tmp.replace(path)

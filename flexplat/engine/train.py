@@ -16,6 +16,7 @@ from flexplat.config import require_model
 from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
+from flexplat.engine.model_file import save_for_inference
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
 from flexplat.errors import DataError, FlexplatError
@@ -348,7 +349,7 @@ def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, st
 def _record_end(run: RunDir, model: Any, named: dict, context: RunContext, info: dict, epochs: int,
                 seconds: float) -> None:  # fmt: skip
     if not run.model_path.is_file():
-        model.save(run.model_path)
+        save_for_inference(model, run.model_path)
     checkpoint = named.get("checkpoint")
     best = checkpoint.flexplat_state() if checkpoint is not None else {}
     run.update_info(
