@@ -232,8 +232,15 @@ SCHEMA: dict[str, Any] = {
     "infer": {
         "tile": Option(
             "auto",
-            "tiled inference: auto (when larger than the model), always, never",
+            "tiled inference after scaling: auto (only images larger than max_side, or than a fixed-size "
+            "model's input), always, never",
             choices=("auto", "always", "never"),
+        ),
+        "max_side": Option(
+            1024,
+            "images brought to the run's scale are predicted whole up to this side in pixels (fully "
+            "convolutional models); larger ones in overlapping tiles",
+            min=16,
         ),
         "tile_overlap": Option(0.25, "tile overlap as a fraction of the tile side", min=0.0, max=0.75),
         "batch_size": Option(4, "images or tiles per prediction batch", min=1),

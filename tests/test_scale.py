@@ -207,3 +207,27 @@ def test_a_fixed_input_model_without_tiles_gets_images_resized_to_its_input(tmp_
     index = cv2.imread(str(out / "img0_index.png"), cv2.IMREAD_UNCHANGED)
     assert index.shape == (160, 160)
     assert math.isclose((index > 0).mean(), (disc(160, 40) > 0).mean(), abs_tol=0.01)
+
+
+def test_images_larger_than_max_side_after_scaling_are_tiled(tmp_path):
+    path = tmp_path / "small-side"
+    config = defaults(SCHEMA)
+    config.update(project="test", classes=CLASSES)
+    config["model"]["image_size"] = [32, 32]
+    config["infer"]["max_side"] = 64
+    path.mkdir()
+    run = RunDir(path)
+    run.write_config(config)
+    red_model().save(run.model_path)
+    run.update_info(status="completed", scale=TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict())
+    images = tmp_path / "images"
+    write_disc_images(images, [40])
+    base = ["infer", "--images", str(images), "--run", str(run.path), "--no-overlay", "--index-masks"]
+    runner = CliRunner()
+    for diameter, tiled in (("16", True), ("40", False)):  # 160 px stays 160 (> 64): tiles; 64 px: whole
+        out = tmp_path / f"out{diameter}"
+        result = runner.invoke(cli, [*base, "--output", str(out), "--diameter", diameter], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "summary.json").read_text())["images"][0]["tiled"] is tiled
+        index = cv2.imread(str(out / "img0_index.png"), cv2.IMREAD_UNCHANGED)
+        assert math.isclose((index > 0).mean(), (disc(160, 40) > 0).mean(), abs_tol=0.01)

@@ -462,7 +462,7 @@ def build_segmenter(
         tile_hw=_tile_size(predictor, config, model_hw, tile_size, multiple),
         overlap=float(infer_cfg.get("tile_overlap", 0.25)),
         batch_size=batch,
-        max_side=int(infer_cfg.get("max_side", DEFAULT_MAX_SIDE)),
+        max_side=int(infer_cfg.get("max_side", DEFAULT_MAX_SIDE)),  # runs written before the key existed
         tile_mode=mode,
         tta=tta,
         model_hw=model_hw,
