@@ -60,11 +60,12 @@ from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
 from flexplat.engine.segment import BatchPredictor, OnnxPredictor, Predictor, Prepared, SavedModelPredictor, Segmenter
 from flexplat.errors import DataError, FlexplatError
+from flexplat.schema import SCHEMA
 from flexplat.specs import ClassInfo
 
 TILE_MODES = ("auto", "always", "never")
 BACKENDS = ("auto", "tensorflow", "onnx")
-DEFAULT_MAX_SIDE = 1024
+DEFAULT_MAX_SIDE = SCHEMA["infer"]["max_side"].default
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"

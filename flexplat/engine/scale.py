@@ -114,14 +114,6 @@ def predicted_diameter(labels: np.ndarray, expected: float) -> float | None:
     return float(diameters[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
 
 
-@dataclass
-class ImageScale:
-    """How one image was scaled: the estimated object diameter (image pixels) and the factor used."""
-
-    diameter: float | None
-    factor: float
-
-
 def estimate_diameter(
     segment: Callable[[np.ndarray, float], np.ndarray],
     image: np.ndarray,
@@ -161,11 +153,6 @@ def folder_factor(diameters: Sequence[float | None], training_diameter: float) -
 def clamp_factor(factor: float) -> float:
     """``factor`` limited to :data:`FACTOR_LIMITS`."""
     return float(min(max(factor, FACTOR_LIMITS[0]), FACTOR_LIMITS[1]))
-
-
-def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
-    """The size of an ``height`` x ``width`` image resized by ``factor`` (at least 1 x 1)."""
-    return max(1, int(round(height * factor))), max(1, int(round(width * factor)))
 
 
 @dataclass

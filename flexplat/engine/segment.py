@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from flexplat.engine.tiling import predict_tiled
+from flexplat.engine.tiling import pad_to, predict_tiled
 from flexplat.errors import FlexplatError
 
 
@@ -214,12 +214,9 @@ def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
 def pad_to_multiple(image: np.ndarray, multiple: int, minimum: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Mirror-pad bottom/right so both sides are multiples of ``multiple`` and at least ``minimum``."""
     height, width = image.shape[:2]
-    target_h = max(minimum[0], -(-height // multiple) * multiple)
-    target_w = max(minimum[1], -(-width // multiple) * multiple)
-    if (target_h, target_w) == (height, width):
-        return image
-    widths = [(0, target_h - height), (0, target_w - width)] + [(0, 0)] * (image.ndim - 2)
-    return np.pad(image, widths, mode="symmetric")
+    return pad_to(
+        image, max(minimum[0], -(-height // multiple) * multiple), max(minimum[1], -(-width // multiple) * multiple)
+    )
 
 
 # -- one image ------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def blend_window(tile_h: int, tile_w: int) -> np.ndarray:
     return np.maximum(window, WINDOW_FLOOR).astype(np.float32)
 
 
-def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Mirror-pad ``image`` at the bottom/right up to at least ``height`` x ``width``."""
     pad_h = max(0, height - image.shape[0])
     pad_w = max(0, width - image.shape[1])
@@ -83,7 +83,7 @@ def predict_tiled(
     tile_h, tile_w = int(tile_hw[0]), int(tile_hw[1])
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    padded = _pad_to(image, tile_h, tile_w)
+    padded = pad_to(image, tile_h, tile_w)
     full_h, full_w = padded.shape[:2]
     starts = [(y, x) for y in tile_positions(full_h, tile_h, overlap) for x in tile_positions(full_w, tile_w, overlap)]
     window = blend_window(tile_h, tile_w)
