@@ -208,9 +208,13 @@ def _explicit_options(data: str | None, epochs: int | None, batch_size: int | No
     help="Start from another program's weight file, e.g. the original experiment's best_model.h5.",
 )  # fmt: skip
 @click.option("--demo", is_flag=True, help="Train the project's demo config on generated demo data.")
+@click.option(
+    "--strategy", type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
+    help="tf.distribute strategy (train.strategy): multi-worker reads TF_CONFIG or Slurm; also with --resume.",
+)  # fmt: skip
 @click.option("--evaluate/--no-evaluate", default=True, help="Evaluate on the test split afterwards.")
 def train(project, config_file, sets, data, epochs, batch_size, seed, out, resume, init, init_weights, demo,
-          evaluate) -> None:  # fmt: skip
+          strategy, evaluate) -> None:  # fmt: skip
     """Train PROJECT (or the dataset a --config file describes) into a run folder."""
     from pathlib import Path
 
@@ -223,7 +227,7 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
         given = (project, config_file, sets, data, epochs, batch_size, seed is not None, demo, init, init_weights)
         if any(given):
             raise click.UsageError("--resume continues a run with its own config: give no other config options")
-        run = train_run(resume=Path(resume), console=out_console)
+        run = train_run(resume=Path(resume), console=out_console, strategy=strategy)
     else:
         if not project and not config_file:
             raise click.UsageError("give a PROJECT (see `flexplat list --kind project`) or --config FILE")
@@ -233,7 +237,11 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
         config = resolve(project, config_file, sets, options, demo=demo)
         out_path, init_path = (Path(out) if out else None), (Path(init) if init else None)
         weights = Path(init_weights) if init_weights else None
-        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console, init_weights=weights)
+        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console, init_weights=weights,
+                        strategy=strategy)  # fmt: skip
+    if run is None:
+        out_console.print("Training finished on this worker (the chief wrote the run folder and evaluates it)")
+        return
     out_console.print(f"Training finished: [bold]{run.path}[/]")
     if evaluate:
         figures = evaluate_run(run, "test", console=out_console)

@@ -216,7 +216,7 @@ SCHEMA: dict[str, Any] = {
     },
     "train": {
         "epochs": Option(100, "maximum epochs", min=1),
-        "batch_size": Option(2, "images per step", min=1),
+        "batch_size": Option(2, "images per step (per replica: the global batch is this x replicas)", min=1),
         "steps_per_epoch": Option(None, "limit steps per epoch (default: one pass)", type=int),
         "optimizer": Option("adam", "optimizer", choices=("adam", "adamw", "sgd", "rmsprop")),
         "learning_rate": Option(7e-5, "initial learning rate", min=0.0),
@@ -227,6 +227,19 @@ SCHEMA: dict[str, Any] = {
         "augment": Option({}, "online augmentation options (see README: augmentation)"),
         "monitor": Option("val_loss", "metric that picks the best model"),
         "jit_compile": Option(False, "compile the model with XLA"),
+        "strategy": Option(
+            "auto",
+            "tf.distribute strategy: one (this process, the default behaviour), mirrored (every local GPU), "
+            "multi-worker (the processes named by TF_CONFIG or a Slurm job step), auto (multi-worker when "
+            "TF_CONFIG or Slurm names several, mirrored with several GPUs, else one); batch_size is per replica",
+            choices=("auto", "one", "mirrored", "multi-worker"),
+        ),
+        "collective_timeout": Option(
+            300.0,
+            "multi-worker: seconds a worker waits for the others in one exchange before the run fails "
+            "(a dead or stuck worker), so a run never hangs",
+            min=1.0,
+        ),
         "callbacks": Option({}, "callbacks by name -> options, or false to disable"),
     },
     "infer": {

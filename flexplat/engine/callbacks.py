@@ -112,7 +112,8 @@ class CsvAndPlots(keras.callbacks.Callback):
         return [row for row in rows if row["epoch"] <= initial_epoch]
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        row = {"epoch": float(epoch + 1), "learning_rate": float(self.model.optimizer.learning_rate)}
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))  # also a distributed variable
+        row = {"epoch": float(epoch + 1), "learning_rate": rate}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
         self.rows.append(row)
         columns = ["epoch", "learning_rate"] + sorted({k for r in self.rows for k in r} - {"epoch", "learning_rate"})
@@ -150,7 +151,9 @@ class EpochChangeInference(keras.callbacks.Callback):
         self.masks = [mask for _, mask in loaded]
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        probs = self.model.predict(self.images, verbose=0, batch_size=len(self.images))
+        # a direct call, not predict(): under a multi-worker strategy only the chief runs this, and
+        # predict() would wait for the other workers to gather its outputs
+        probs = keras.ops.convert_to_numpy(self.model(self.images, training=False))
         predicted = probs.argmax(axis=-1)
         rows = []
         for image, truth, pred in zip(self.images, self.masks, predicted, strict=True):

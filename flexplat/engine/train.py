@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -16,6 +17,7 @@ from flexplat.config import require_model
 from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
+from flexplat.engine.distribute import Placement, broadcast_variables, make_strategy, replicas, resolve_placement
 from flexplat.engine.model_file import save_for_inference
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
@@ -119,17 +121,23 @@ def train(
     demo: bool = False,
     console: Console | None = None,
     init_weights: Path | None = None,
-) -> RunDir:
+    strategy: str | None = None,
+) -> RunDir | None:
     """Train a new run from ``config`` (or continue the run folder ``resume``); returns the run folder.
 
     ``init`` starts from a trained run's weights (fine-tuning); its classes must match by name.
     ``init_weights`` starts from a weights file of another program (the original's ``best_model.h5``),
     read by the model plugin (:func:`flexplat.engine.adopt.load_foreign_weights`).
+    ``strategy`` overrides ``train.strategy`` (:mod:`flexplat.engine.distribute`); with several
+    workers only the chief writes the run folder, and the other workers return None.
     The data is checked before a run folder is made or TensorFlow is imported, so a bad dataset
     fails fast and leaves nothing behind.
     """
     console = console or Console()
     config, run, state = _start(config, resume, demo, console)
+    placement = resolve_placement(strategy or config["train"]["strategy"])
+    config["train"]["strategy"] = strategy or config["train"]["strategy"]
+    dist = make_strategy(placement, config["train"]["collective_timeout"])
     source = _init_source(init, config) if init is not None else None
     if init_weights is not None:
         foreign_loader(config, init_weights)
@@ -141,34 +149,88 @@ def train(
         )
     if source is not None:
         _match_init_scale(config, source, codec, splits["train"], console)
-    if run is None:
+    if run is None and placement.chief:
         run = RunDir.create(out, config.get("project"))
         run.write_config(config)
-    scale = _training_scale(run, config, codec, splits["train"])
-    train_ds, valid_ds = _datasets(config, codec, splits)
     context = RunContext(run, config, classes_from_config(config["classes"]), codec, splits, console,
                          initial_epoch=state["epoch"])  # fmt: skip
-    named = _callbacks(context, config)
-    resume_state = ResumeState(run)
-    callbacks = [*named.values(), resume_state.callback(named, state["callbacks"])]
-    model = _build_model(config, len(config["classes"]))
+    callbacks, named = _chief_callbacks(context, state, placement)
+    multi = placement.strategy == "multi-worker"  # each worker builds its own shard's pipeline
+    datasets = _datasets(config, codec, {**splits, "train": [] if multi else splits["train"]}, replicas(dist))
+    with dist.scope() if dist is not None else contextlib.nullcontext():
+        model = _build_model(config, len(config["classes"]))
+        _load_start_weights(model, run, state, source, init_weights, config, console)
+    broadcast_variables(dist, placement, [*model.weights, *model.optimizer.variables])
+    if not placement.chief:
+        return _train_worker(model, dist, placement, config, codec, splits, datasets[1], state, console)
+    scale = _training_scale(run, config, codec, splits["train"])
+    info = _record_start(run, config, splits, model, scale, source, placement, replicas(dist))
+    console.print(
+        f"Run folder: [bold]{run.path}[/]  model {config['model']['name']} "
+        f"({model.count_params():,} parameters), {len(splits['train'])} train / {len(splits['valid'])} valid pairs"
+        + (f", {placement.strategy} on {replicas(dist)} replicas" if placement.distributed else "")
+    )
+    started = time.time()
+    if multi:
+        epochs = _fit_multi_worker(run, model, dist, placement, config, codec, splits, datasets[1], state, callbacks,
+                                   console)  # fmt: skip
+    else:
+        history = _fit(run, model, *datasets, config, state, callbacks, verbose=0 if "progress" in named else 2)
+        epochs = len(history.epoch)
+    _record_end(run, model, named, context, info, state["epoch"] + epochs, time.time() - started)
+    return run
+
+
+def _chief_callbacks(context: RunContext, state: dict, placement: Placement) -> tuple[list, dict[str, Any]]:
+    """The run's callbacks and resume-state saver (the chief's only: other workers write nothing)."""
+    if not placement.chief:
+        return [], {}
+    named = _callbacks(context, context.config)
+    return [*named.values(), ResumeState(context.run).callback(named, state["callbacks"])], named
+
+
+def _load_start_weights(model: Any, run: RunDir | None, state: dict, source: RunDir | None, init_weights: Path | None,
+                        config: dict, console: Console) -> None:  # fmt: skip
+    """Resume, fine-tune or foreign weights into ``model`` (under the strategy's scope)."""
+    model.optimizer.build(model.trainable_variables)  # its variables exist before any weights are shared
     if state["epoch"]:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(resume_state.weights)
+        model.load_weights(ResumeState(run).weights)
         console.print(f"Resuming {run.path} after epoch {state['epoch']}")
     elif source is not None:
         _load_init_weights(model, source, console)
     elif init_weights is not None:
         console.print(load_foreign_weights(model, config, init_weights))
-    info = _record_start(run, config, splits, model, scale, source)
-    console.print(
-        f"Run folder: [bold]{run.path}[/]  model {config['model']['name']} "
-        f"({model.count_params():,} parameters), {len(splits['train'])} train / {len(splits['valid'])} valid pairs"
-    )
-    started = time.time()
-    history = _fit(run, model, train_ds, valid_ds, config, state, callbacks, verbose=0 if "progress" in named else 2)
-    _record_end(run, model, named, context, info, state["epoch"] + len(history.epoch), time.time() - started)
-    return run
+
+
+def _fit_multi_worker(run: RunDir | None, model: Any, dist: Any, placement: Placement, config: dict, codec: Any,
+                      splits: dict, valid_ds: Any, state: dict, callbacks: list, console: Console) -> int:  # fmt: skip
+    """The distributed train loop; returns the epochs run. A lost worker fails the run (resumable)."""
+    from flexplat.engine.distributed_loop import fit_distributed, input_fn, steps_per_epoch
+    from flexplat.engine.metrics import build_metrics
+
+    try:
+        result = fit_distributed(
+            model, dist, placement, input_fn=input_fn(config, codec, splits["train"]), valid_ds=valid_ds,
+            make_metrics=lambda: build_metrics([c["name"] for c in config["classes"]]),
+            epochs=config["train"]["epochs"], initial_epoch=state["epoch"],
+            steps=steps_per_epoch(config, len(splits["train"]), replicas(dist)), callbacks=callbacks,
+        )  # fmt: skip
+    except FlexplatError:
+        if run is not None:
+            run.update_info(status="failed")
+        raise
+    console.print(f"worker {placement.index} of {placement.workers}: final weights sha256 {result.weights_sha256}")
+    if run is not None:
+        run.update_info(strategy={**run.info()["strategy"], "final_weights_sha256": result.weights_sha256})
+    return len(result.epochs)
+
+
+def _train_worker(model: Any, dist: Any, placement: Placement, config: dict, codec: Any, splits: dict, valid_ds: Any,
+                  state: dict, console: Console) -> None:  # fmt: skip
+    """A non-chief worker: trains in step with the chief and writes nothing."""
+    console.print(f"worker {placement.index} of {placement.workers} ({placement.source}): the chief writes the run")
+    _fit_multi_worker(None, model, dist, placement, config, codec, splits, valid_ds, state, [], console)
+    return None
 
 
 def _start(config: dict | None, resume: Path | None, demo: bool, console: Console) -> tuple[dict, RunDir | None, dict]:
@@ -267,24 +329,24 @@ def _training_scale(run: RunDir, config: dict, codec: Any, pairs: list[Any]) -> 
     return measure_training_scale(masks, config["model"]["image_size"])
 
 
-def _datasets(config: dict, codec: Any, splits: dict[str, list[Any]]) -> tuple[Any, Any]:
+def _datasets(config: dict, codec: Any, splits: dict[str, list[Any]], replicas: int = 1) -> tuple[Any, Any]:
+    """Seeds Keras, then the training and validation datasets (batches of ``batch_size x replicas``)."""
     import keras
 
+    keras.utils.set_random_seed(config["train"]["seed"])
+    train_ds = _dataset(config, codec, splits["train"], True, replicas) if splits["train"] else None
+    return train_ds, _dataset(config, codec, splits["valid"], False, replicas)
+
+
+def _dataset(config: dict, codec: Any, pairs: list[Any], training: bool, replicas: int) -> Any:
     from flexplat.data.pipeline import make_dataset
 
     train_cfg = config["train"]
-    keras.utils.set_random_seed(train_cfg["seed"])
-    common = {
-        "image_size": tuple(config["model"]["image_size"]),
-        "num_classes": len(config["classes"]),
-        "batch_size": train_cfg["batch_size"],
-        "seed": train_cfg["seed"],
-        "cache": config["data"]["cache"],
-        "stain_norm": config["data"].get("stain_norm"),
-    }
-    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=train_cfg["augment"], **common)
-    valid_ds = make_dataset(splits["valid"], codec, shuffle=False, augment=None, **common)
-    return train_ds, valid_ds
+    return make_dataset(
+        pairs, codec, tuple(config["model"]["image_size"]), len(config["classes"]), train_cfg["batch_size"] * replicas,
+        shuffle=training, augment=train_cfg["augment"] if training else None, seed=train_cfg["seed"],
+        cache=config["data"]["cache"], stain_norm=config["data"].get("stain_norm"),
+    )  # fmt: skip
 
 
 def _callbacks(context: RunContext, config: dict) -> dict[str, Any]:
@@ -297,8 +359,9 @@ def _callbacks(context: RunContext, config: dict) -> dict[str, Any]:
 
 
 def _record_start(
-    run: RunDir, config: dict, splits: dict, model: Any, scale: TrainingScale | None, source: RunDir | None
-) -> dict:
+    run: RunDir, config: dict, splits: dict, model: Any, scale: TrainingScale | None, source: RunDir | None,
+    placement: Placement, replicas: int,
+) -> dict:  # fmt: skip
     info = run.info()
     values: dict[str, Any] = {
         "status": "running",
@@ -314,6 +377,14 @@ def _record_start(
         "started": info.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
         "model": {"name": config["model"]["name"], "parameters": int(model.count_params())},
         "scale": scale.to_dict() if scale else None,
+        "strategy": {
+            "name": placement.strategy,
+            "requested": config["train"]["strategy"],
+            "replicas": replicas,
+            "workers": placement.workers,
+            "cluster": placement.source,
+            "global_batch": config["train"]["batch_size"] * replicas,
+        },
     }
     if source is not None:
         values["init"] = {"run": str(source.path), "model": config["model"]["name"]}
