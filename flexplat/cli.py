@@ -305,8 +305,15 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
     render_evaluation(figures, console())
 
 
-@cli.command(name="infer")
-@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of images to segment.")
+class InferGroup(FlexplatGroup):
+    """``flexplat infer --images DIR ...`` segments a folder; ``flexplat infer merge`` joins shard summaries."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "--images DIR [OPTIONS]  |  merge DIR... [--out DIR]")
+
+
+@cli.group(name="infer", cls=InferGroup, invoke_without_command=True)
+@click.option("--images", type=click.Path(file_okay=False), help="Folder of images to segment (required).")
 @click.option(
     "--run", "run_dir", type=click.Path(file_okay=False),
     help="Run folder or export folder (`flexplat export`); default: the latest completed run.",
@@ -325,16 +332,45 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
     "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
     help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
 )  # fmt: skip
+@click.option(
+    "--shard", metavar="I/N",
+    help="Only shard I of N (0 <= I < N) of the images, chosen by a hash of each file name; join with `infer merge`.",
+)  # fmt: skip
 @prediction_options
-def infer_command(images, run_dir, output, tile, backend, **settings) -> None:
+@click.pass_context
+def infer_command(ctx: click.Context, images, run_dir, output, tile, backend, shard, **settings) -> None:
     """Segment a folder of images at the run's scale: colour masks, overlays and a summary at the original sizes."""
+    if ctx.invoked_subcommand is not None:
+        if images or shard:
+            raise click.UsageError(f"`infer {ctx.invoked_subcommand}` takes its own options only")
+        return
+    if not images:
+        raise click.UsageError("Missing option '--images' (the folder of images to segment)")
     from flexplat.engine.infer import render_summary, run_inference
 
     tile_mode = None if tile is None else ("always" if tile else "never")
     summary = run_inference(
-        run_dir, images, output, tile=tile_mode, console=console(), backend=backend, **_scale_settings(settings)
-    )
+        run_dir, images, output, tile=tile_mode, console=console(), backend=backend, shard=shard,
+        **_scale_settings(settings),
+    )  # fmt: skip
     render_summary(summary, console())
+
+
+@infer_command.command(name="merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Folder of the merged summary (default: the one FOLDER).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing summary.csv/summary.json in --out.")
+def infer_merge(folders: tuple[str, ...], out: str | None, overwrite: bool) -> None:
+    """Merge the summaries of `infer --shard I/N` runs into one summary.csv/.json equal to a full run's."""
+    from pathlib import Path
+
+    from flexplat.engine.infer import SUMMARY_CSV, merge_shards
+
+    summary = merge_shards([Path(f) for f in folders], Path(out) if out else None, overwrite)
+    console().print(
+        f"Merged {summary.processed} segmented and {len(summary.skipped)} skipped images from the shards into "
+        f"{summary.output_dir / SUMMARY_CSV}"
+    )
 
 
 @cli.command(name="export")

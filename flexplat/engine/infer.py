@@ -53,6 +53,14 @@ from rich.table import Table
 from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
 from flexplat.engine.export import ExportDir, default_export_dir, onnxruntime_available, require
+from flexplat.engine.infer_shards import (
+    check_complete,
+    find_shard_summaries,
+    merged_values,
+    parse_shard,
+    shard_indices,
+    summary_names,
+)
 from flexplat.engine.model_file import load_model, size_multiple
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
@@ -67,8 +75,7 @@ TILE_MODES = ("auto", "always", "never")
 BACKENDS = ("auto", "tensorflow", "onnx")
 DEFAULT_MAX_SIDE = SCHEMA["infer"]["max_side"].default
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
-SUMMARY_CSV = "summary.csv"
-SUMMARY_JSON = "summary.json"
+SUMMARY_CSV, SUMMARY_JSON = summary_names(None)
 
 
 @dataclass
@@ -91,6 +98,7 @@ class InferSummary:
     tta: bool = False
     backend: str = "tensorflow"
     model: Path | None = None
+    shard: tuple[int, int] | None = None
 
     @property
     def processing_seconds(self) -> float:
@@ -126,6 +134,7 @@ class InferSummary:
             },
             "images": self.rows,
             "skipped": [{"file": name, "reason": reason} for name, reason in self.skipped],
+            **({"shard": {"index": self.shard[0], "count": self.shard[1]}} if self.shard else {}),
         }
 
 
@@ -312,6 +321,7 @@ def run_inference(
     runs_root: Path = RUNS_ROOT,
     progress: bool = True,
     backend: str = "auto",
+    shard: str | tuple[int, int] | None = None,
     **settings: Any,
 ) -> InferSummary:
     """Segment every image in ``images`` with ``run``'s model; see the module docstring.
@@ -319,26 +329,31 @@ def run_inference(
     ``run=None`` uses the latest completed run under ``runs_root`` (and says so). ``settings`` are
     the fields of :class:`InferSettings` (tile mode, tile size, batch size, scale, TTA, outputs).
     ``run`` may be an export folder (``flexplat export``); ``backend`` is one of :data:`BACKENDS`
-    (see :func:`choose_model`).
+    (see :func:`choose_model`). ``shard`` (``"I/N"``) segments only shard I of N of the images
+    (:mod:`flexplat.engine.infer_shards`) and names its summary after the shard.
     """
     started = time.perf_counter()
     console = console or Console()
     options = InferSettings(**settings)
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
     folder, run, backend = choose_model(run, backend, runs_root, console)
     files = list_images(Path(images))
+    chosen = shard_indices(files, Path(images), shard)
     output = Path(output) if output is not None else folder.path / "predictions" / Path(images).resolve().name
-    targets = _plan_targets(files, output, options)
+    targets = _plan_targets(files, output, options, chosen, shard)
     segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, backend=backend)
     load_seconds = time.perf_counter() - started
-    plan = plan_folder_scale(run, segmenter, files, options, console, progress)
+    if shard is not None:
+        console.print(f"shard {shard[0]}/{shard[1]}: {len(chosen)} of the {len(files)} images")
+    plan = plan_folder_scale(run, segmenter, files, options, console, progress)  # the whole folder: as a full run
     console.print(plan.describe())
     output.mkdir(parents=True, exist_ok=True)
-    rows, skipped = _segment_folder(run, segmenter, plan, files, targets, console, progress)
+    rows, skipped = _segment_folder(run, segmenter, plan, [(i, files[i]) for i in chosen], targets, console, progress)
     summary = InferSummary(
         run=folder.path,
         images_dir=Path(images),
         output_dir=output,
-        found=len(files),
+        found=len(chosen),
         processed=len(rows),
         tiled=sum(1 for r in rows if r["tiled"]),
         skipped=skipped,
@@ -351,8 +366,29 @@ def run_inference(
         tta=options.tta,
         backend=backend,
         model=run.model_path,
+        shard=shard,
     )
     _write_summary(summary, output)
+    return summary
+
+
+def merge_shards(folders: Sequence[Path], out: Path | None = None, overwrite: bool = False) -> InferSummary:
+    """One full run's summary from the shard summaries in ``folders`` (see :mod:`~flexplat.engine.infer_shards`).
+
+    ``out`` defaults to the one folder given; the shards' masks and overlays stay where they were written.
+    """
+    folders = [Path(f) for f in folders]
+    if out is None and len(set(folders)) != 1:
+        raise FlexplatError("the shards are in several folders; pass --out DIR for the merged summary")
+    out = Path(out) if out is not None else folders[0]
+    found = find_shard_summaries(folders)
+    check_complete(found)
+    existing = [out / name for name in (SUMMARY_CSV, SUMMARY_JSON) if (out / name).exists()]
+    if existing and not overwrite:
+        raise FlexplatError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out")
+    summary = InferSummary(output_dir=out, **merged_values(found))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_summary(summary, out)
     return summary
 
 
@@ -423,10 +459,15 @@ def make_predictor(source: Source, backend: str = "tensorflow") -> BatchPredicto
     return SavedModelPredictor(source.model_path, (None, *source.manifest["input"]["shape"]), num_classes, outputs)
 
 
-def _plan_targets(files: Sequence[Path], output: Path, options: InferSettings) -> list[dict[str, Path]]:
-    """The output files of every input; refuses to overwrite unless asked (checked before any work)."""
+def _plan_targets(
+    files: Sequence[Path], output: Path, options: InferSettings, chosen: Sequence[int], shard: tuple[int, int] | None
+) -> list[dict[str, Path]]:
+    """The output files of every input (names from the whole folder); refuses to overwrite unless asked.
+
+    Only the files of the ``chosen`` inputs and the (shard's) summary are checked, before any work.
+    """
     targets = [_targets(stem, output, options.overlay, options.index_masks) for stem in output_stems(files)]
-    everything = [p for t in targets for p in t.values()] + [output / SUMMARY_CSV, output / SUMMARY_JSON]
+    everything = [p for i in chosen for p in targets[i].values()] + [output / n for n in summary_names(shard)]
     _check_targets(files, everything, output, options.overwrite)
     return targets
 
@@ -538,7 +579,7 @@ def _segment_folder(
     run: Source,
     segmenter: Segmenter,
     plan: ScalePlan,
-    files: Sequence[Path],
+    items: Sequence[tuple[int, Path]],
     targets: Sequence[dict[str, Path]],
     console: Console,
     progress: bool,
@@ -549,12 +590,12 @@ def _segment_folder(
     finish = _finisher(classes, targets, alpha, plan)
     skipped: list[tuple[int, str, str]] = []
     with _progress(console, progress) as bar:
-        task = bar.add_task("Segmenting", total=len(files))
+        task = bar.add_task("Segmenting", total=len(items))
         writer = _Writer(finish, lambda: bar.advance(task), depth=max(2, segmenter.batch_size))
         writer.start()
         batcher = _Batcher(segmenter, writer)
         try:
-            for result in _prefetched(_decoder(segmenter, plan), files, ahead=segmenter.batch_size + 2):
+            for result in _prefetched(_decoder(segmenter, plan), items, ahead=segmenter.batch_size + 2):
                 if isinstance(result, _Skip):
                     skipped.append((result.index, result.path.name, result.reason))
                     console.print(f"[yellow]Skipped[/] {result.path.name}: {result.reason}")
@@ -690,12 +731,12 @@ def _tile_size(
     return tile_size, tile_size
 
 
-def _prefetched(decode: Callable[[int, Path], Any], files: Sequence[Path], ahead: int):
-    """Yield ``decode(i, path)`` in order, decoding up to ``ahead`` files in advance in threads."""
+def _prefetched(decode: Callable[[int, Path], Any], items: Sequence[tuple[int, Path]], ahead: int):
+    """Yield ``decode(i, path)`` for ``items`` in order, decoding up to ``ahead`` files in advance in threads."""
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexplat-decode") as pool:
         queued: deque[Future] = deque()
-        todo = iter(enumerate(files))
+        todo = iter(items)
         try:
             for _ in range(ahead):
                 i_path = next(todo, None)
@@ -724,8 +765,9 @@ def _write_summary(summary: InferSummary, output: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(summary.rows)
-    atomic_write_text(output / SUMMARY_CSV, buffer.getvalue())
-    atomic_write_text(output / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2) + "\n")
+    csv_name, json_name = summary_names(summary.shard)
+    atomic_write_text(output / csv_name, buffer.getvalue())
+    atomic_write_text(output / json_name, json.dumps(summary.to_dict(), indent=2) + "\n")
 
 
 def render_summary(summary: InferSummary, console: Console) -> None:
