@@ -232,3 +232,56 @@ def test_a_killed_worker_fails_the_chief_in_bounded_time_and_resume_continues(tm
     assert [int(r["epoch"]) for r in csv_rows(run_dir / "metrics.csv")] == [1, 2, 3, 4]
     worker_digest = re.findall(r"final weights sha256 ([0-9a-f]{64})", (cwd / "worker1.log").read_text())
     assert worker_digest == [info["strategy"]["final_weights_sha256"]]
+
+
+# -- resolving the strategy (in-process, no cluster needed) -------------------------------------
+
+
+def test_placement_from_tf_config_and_clear_errors():
+    from flexplat.engine.distribute import Placement, resolve_placement
+    from flexplat.errors import ConfigError
+
+    two = {"TF_CONFIG": tf_config([1111, 2222], 1)}
+    assert resolve_placement("multi-worker", two) == Placement("multi-worker", 2, 1, "TF_CONFIG")
+    assert resolve_placement("auto", two).strategy == "multi-worker"
+    cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    chief = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    placed = resolve_placement("multi-worker", {"TF_CONFIG": chief})
+    assert (placed.index, placed.workers, placed.chief) == (1, 3, False)
+    assert resolve_placement("one", two) == Placement("one")
+    assert resolve_placement("auto", {"TF_CONFIG": tf_config([1111], 0)}).strategy in ("one", "mirrored")
+    for text, message in [
+        ("{not json", "not a valid cluster description"),
+        (json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}),
+         "not supported"),
+        (tf_config([1111, 2222], 5), "is not in the cluster"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            resolve_placement("multi-worker", {"TF_CONFIG": text})
+    with pytest.raises(ConfigError, match="no cluster found"):
+        resolve_placement("multi-worker", {})
+
+
+def test_placement_and_cluster_from_a_slurm_job_step(monkeypatch):
+    from flexplat.engine.distribute import Placement, _slurm_resolver, resolve_placement
+
+    slurm = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_NODELIST": "gpu[07-08]",
+             "SLURM_STEP_TASKS_PER_NODE": "2(x2)"}  # fmt: skip
+    assert resolve_placement("auto", slurm) == Placement("multi-worker", 4, 1, "Slurm")
+    for key, value in {**slurm, "FLEXPLAT_SLURM_PORT": "9100", "CUDA_VISIBLE_DEVICES": ""}.items():
+        monkeypatch.setenv(key, value)
+    resolver = _slurm_resolver()  # tf.distribute.cluster_resolver.SlurmClusterResolver with our port and GPUs
+    assert resolver.cluster_spec().as_dict() == {"worker": ["gpu07:9100", "gpu07:9101", "gpu08:9100", "gpu08:9101"]}
+
+
+def test_mirrored_and_one_record_the_strategy_in_run_json(tmp_path):
+    from flexplat.config import resolve
+    from flexplat.engine.train import train
+
+    config = write_config(tmp_path, batch_size=2, epochs=1, callbacks={"checkpoint": {}})
+    run = train(resolve(config_file=config), out=tmp_path / "mirrored", strategy="mirrored")
+    strategy = run.info()["strategy"]
+    assert (strategy["name"], strategy["replicas"]) == ("mirrored", 1)  # one CPU device here
+    assert strategy["global_batch"] == 2 and run.completed
+    single = train(resolve(config_file=config), out=tmp_path / "one", strategy="one")
+    assert single.info()["strategy"]["name"] == "one" and single.info()["strategy"]["replicas"] == 1

@@ -140,9 +140,13 @@ def _slurm_resolver() -> Any:
         port = int(os.environ.get(SLURM_PORT_ENV, DEFAULT_SLURM_PORT))
     except ValueError:
         raise ConfigError(f"{SLURM_PORT_ENV}: must be a port number, got {os.environ[SLURM_PORT_ENV]!r}") from None
-    gpus = None if shutil.which("nvidia-smi") or "CUDA_VISIBLE_DEVICES" in os.environ else 0
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = bool(cuda) if cuda is not None else shutil.which("nvidia-smi") is not None
+    # Without GPUs the resolver's GPU split (gpus_per_node // tasks_per_node = 0) would drop every task:
+    # give each task a placeholder "GPU" and keep CUDA_VISIBLE_DEVICES untouched instead.
+    cpu = {} if gpus else {"gpus_per_node": _slurm_tasks(os.environ), "gpus_per_task": 1, "auto_set_gpu": False}
     try:
-        return tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port, gpus_per_node=gpus)
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port, **cpu)
     except RuntimeError as exc:
         raise ConfigError(f"Slurm: could not resolve the job step's workers ({exc})") from None
 
