@@ -8,7 +8,8 @@ Runs, one after the other and each in its own processes, ``inference.py`` (start
 overhead, FLOP ceiling, tiled and image-count scaling), ``training.py`` (memory 200 vs 2,000 images,
 training speed) and ``zheng_accuracy.py --compare`` (flexunet-small vs flexunet on the real Zheng
 images; skipped when ../shared is absent) and ``cross_domain.py`` (issue 12: models on another lab's
-images; also needs ../shared). Each writes its own JSON into
+images; also needs ../shared) and ``distributed.py`` (issue 14: images/s with 1 and 2 workers, the
+8-GPU estimate). Each writes its own JSON into
 ``benchmarks/results/run-<time>/``; this script then prints one table of the six groups (value,
 target, met or not) and writes ``summary.json`` beside them. Every ratio comes from within one
 script's run on this machine; absolute seconds depend on the machine and its load.
@@ -28,7 +29,7 @@ from _common import RESULTS, load_average, machine, write_json
 
 HERE = Path(__file__).resolve().parent
 ZHENG_DATA = HERE.parent / ".." / "shared" / "datasets" / "zheng-wbc-ds1"
-SCRIPTS = ("inference", "training", "zheng", "cross_domain")
+SCRIPTS = ("inference", "training", "zheng", "cross_domain", "distributed")
 FLOPS_SIZE = 512  # the original leukocyte input
 FLOPS_TARGET = 10.0  # flexunet / flexunet-small FLOPs per image, at least
 
@@ -77,6 +78,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *cross_domain_rows(results.get("cross_domain")),
         *tiled_rows(inf.get("tiled")),
         *count_rows(inf),
+        *distributed_rows(results.get("distributed")),
     ]
 
 
@@ -250,6 +252,21 @@ def count_rows(inf: dict[str, Any]) -> list[Row]:
     ]
 
 
+def distributed_rows(dist: dict[str, Any] | None) -> list[Row]:
+    """Issue 14: scaling efficiency of two workers on this machine, and the 8-GPU paper estimate (reported)."""
+    if not dist:
+        return []
+    out: list[Row] = []
+    for line in dist["efficiency"]:
+        case, value = line.split(": ", 1)
+        out.append(("distributed", f"{case} on this machine", value, "reported", None))
+    for row in dist["estimate_8_gpus"]:
+        if row["interconnect"].startswith(("NVLink", "Ethernet 10")):
+            measure = f"8 GPUs, {row['model']}, {row['interconnect']} (estimate)"
+            out.append(("distributed", measure, f"{row['speedup_8_gpus']:.1f}x", "reported", None))
+    return out
+
+
 def render(table_rows: list[Row], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -304,6 +321,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cross = [*smoke, "--out", str(out / "cross_domain.json"), "--work", str(out / "cross_domain-work")]
             run_script("cross_domain", cross, out / "cross_domain.log")
             results["cross_domain"] = json.loads((out / "cross_domain.json").read_text())
+
+    if "distributed" not in skipped:
+        run_script("distributed", [*smoke, "--out", str(out / "distributed.json")], out / "distributed.log")
+        results["distributed"] = json.loads((out / "distributed.json").read_text())
 
     table_rows = rows(results)
     report.update(
