@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flexplat.engine.rundir import RunDir
 from flexplat.testing import dataset_config, sample_classes, write_rgb_dataset
 
 TIMEOUT = 150  # seconds a whole training process may take (2 cores shared with other test runs)
@@ -285,3 +286,23 @@ def test_mirrored_and_one_record_the_strategy_in_run_json(tmp_path):
     assert strategy["global_batch"] == 2 and run.completed
     single = train(resolve(config_file=config), out=tmp_path / "one", strategy="one")
     assert single.info()["strategy"]["name"] == "one" and single.info()["strategy"]["replicas"] == 1
+
+
+def test_training_failures_become_resumable_messages(tmp_path):
+    import tensorflow as tf
+
+    from flexplat.engine.train import _training_failure
+    from flexplat.errors import DataError, FlexplatError
+
+    run = RunDir.create(tmp_path / "run", None)
+    run.update_info(status="running")
+    bad_file = tf.errors.InvalidArgumentError(None, None, "flexplat.errors.DataError: a.png: cannot decode")
+    error = _training_failure(run, bad_file, multi_worker=True)
+    assert isinstance(error, DataError) and "a.png: cannot decode" in str(error) and "--resume" in str(error)
+    lost = tf.errors.DeadlineExceededError(None, None, "Collective ops timed out")
+    error = _training_failure(run, lost, multi_worker=True)
+    assert isinstance(error, FlexplatError) and "multi-worker training stopped" in str(error)
+    assert run.info()["status"] == "failed"
+    assert _training_failure(None, lost) is lost  # one process: TensorFlow's own error, unchanged
+    error = _training_failure(run, KeyboardInterrupt())
+    assert "interrupted" in str(error) and run.info()["status"] == "interrupted"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from flexplat.engine.distribute import Placement, all_sum, from_chief, worker_lost
+from flexplat.engine.distribute import Placement, all_sum, from_chief
 
 
 @dataclass
@@ -148,10 +148,10 @@ def fit_distributed(
     """Train ``model`` (built and compiled under ``strategy.scope()``) like ``fit``; see the module docstring.
 
     ``input_fn(input_context)`` returns this worker's repeated, batched training dataset. Only the
-    chief passes ``callbacks``; the others pass none.
+    chief passes ``callbacks``; the others pass none. A lost worker surfaces as a TensorFlow error
+    (the collective timed out or was aborted); the caller turns it into a resumable failure.
     """
     import keras
-    import tensorflow as tf
 
     steps_ = _Steps(model, strategy, model.loss, make_metrics)
     hooks = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs, steps=steps)
@@ -159,21 +159,18 @@ def fit_distributed(
     done: list[int] = []
     model.stop_training = False
     hooks.on_train_begin()
-    try:
-        for epoch in range(initial_epoch, epochs):
-            hooks.on_epoch_begin(epoch)
-            for batch in range(steps):
-                hooks.on_train_batch_begin(batch)
-                loss = steps_.train_step(iterator)
-                hooks.on_train_batch_end(batch, {"loss": float(loss)})
-            logs = steps_.epoch_logs(valid_ds)
-            hooks.on_epoch_end(epoch, logs)
-            done.append(epoch)
-            _follow_chief(model, strategy, placement)
-            if model.stop_training:
-                break
-    except tf.errors.OpError as exc:
-        raise worker_lost(exc) from None
+    for epoch in range(initial_epoch, epochs):
+        hooks.on_epoch_begin(epoch)
+        for batch in range(steps):
+            hooks.on_train_batch_begin(batch)
+            loss = steps_.train_step(iterator)
+            hooks.on_train_batch_end(batch, {"loss": float(loss)})
+        logs = steps_.epoch_logs(valid_ds)
+        hooks.on_epoch_end(epoch, logs)
+        done.append(epoch)
+        _follow_chief(model, strategy, placement)
+        if model.stop_training:
+            break
     digest = weights_digest(model)
     hooks.on_train_end()
     return LoopResult(done, digest)

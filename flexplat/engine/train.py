@@ -17,7 +17,14 @@ from flexplat.config import require_model
 from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
-from flexplat.engine.distribute import Placement, broadcast_variables, make_strategy, replicas, resolve_placement
+from flexplat.engine.distribute import (
+    Placement,
+    broadcast_variables,
+    make_strategy,
+    replicas,
+    resolve_placement,
+    worker_lost,
+)
 from flexplat.engine.model_file import save_for_inference
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
@@ -215,10 +222,8 @@ def _fit_multi_worker(run: RunDir | None, model: Any, dist: Any, placement: Plac
             epochs=config["train"]["epochs"], initial_epoch=state["epoch"],
             steps=steps_per_epoch(config, len(splits["train"]), replicas(dist)), callbacks=callbacks,
         )  # fmt: skip
-    except FlexplatError:
-        if run is not None:
-            run.update_info(status="failed")
-        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        raise _training_failure(run, exc, multi_worker=True) from None
     console.print(f"worker {placement.index} of {placement.workers}: final weights sha256 {result.weights_sha256}")
     if run is not None:
         run.update_info(strategy={**run.info()["strategy"], "final_weights_sha256": result.weights_sha256})
@@ -406,15 +411,31 @@ def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, st
             verbose=verbose,
             shuffle=False,  # the tf.data pipeline shuffles (seeded)
         )
-    except KeyboardInterrupt:
-        run.update_info(status="interrupted")
-        raise FlexplatError(f"interrupted; continue with `flexplat train --resume {run.path}`") from None
-    except Exception as exc:  # e.g. a file that went bad after the quick check, raised inside tf.data
-        if type(exc).__module__.startswith("tensorflow") and "DataError" in str(exc):
-            run.update_info(status="failed")
-            message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
-            raise DataError(f"{message} (fix the file, then `flexplat train --resume {run.path}`)") from None
-        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        raise _training_failure(run, exc) from None
+
+
+def _training_failure(run: RunDir | None, exc: BaseException, multi_worker: bool = False) -> BaseException:
+    """What to raise when training stops: Ctrl-C and bad files as resumable flexplat errors; ``run`` marked.
+
+    A file that went bad after the quick check raises inside tf.data (a TensorFlow error naming the
+    DataError); in multi-worker training any other TensorFlow error means a worker was lost.
+    """
+    where = run.path if run is not None else "RUN_DIR"
+    if isinstance(exc, KeyboardInterrupt):
+        error: BaseException = FlexplatError(f"interrupted; continue with `flexplat train --resume {where}`")
+    elif type(exc).__module__.startswith("tensorflow") and "DataError" in str(exc):
+        message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
+        error = DataError(f"{message} (fix the file, then `flexplat train --resume {where}`)")
+    elif isinstance(exc, FlexplatError):
+        error = exc
+    elif multi_worker and type(exc).__module__.startswith("tensorflow"):
+        error = worker_lost(exc)
+    else:
+        return exc
+    if run is not None:
+        run.update_info(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+    return error
 
 
 def _record_end(run: RunDir, model: Any, named: dict, context: RunContext, info: dict, epochs: int,
