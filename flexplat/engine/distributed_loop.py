@@ -163,8 +163,8 @@ def fit_distributed(
         hooks.on_epoch_begin(epoch)
         for batch in range(steps):
             hooks.on_train_batch_begin(batch)
-            loss = steps_.train_step(iterator)
-            hooks.on_train_batch_end(batch, {"loss": float(loss)})
+            loss = steps_.train_step(iterator)  # a tensor: read (and waited for) only by a callback that wants it
+            hooks.on_train_batch_end(batch, {"loss": loss})
         logs = steps_.epoch_logs(valid_ds)
         hooks.on_epoch_end(epoch, logs)
         done.append(epoch)
