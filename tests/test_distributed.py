@@ -306,3 +306,15 @@ def test_training_failures_become_resumable_messages(tmp_path):
     assert _training_failure(None, lost) is lost  # one process: TensorFlow's own error, unchanged
     error = _training_failure(run, KeyboardInterrupt())
     assert "interrupted" in str(error) and run.info()["status"] == "interrupted"
+
+
+def test_worker_shards_are_disjoint_and_cover_the_pairs_and_steps_follow_the_global_batch():
+    from flexplat.engine.distribute import shard
+    from flexplat.engine.distributed_loop import steps_per_epoch
+
+    pairs = [f"pair{i}" for i in range(11)]
+    shards = [shard(pairs, i, 3) for i in range(3)]
+    assert sorted(p for s in shards for p in s) == sorted(pairs) and len({p for s in shards for p in s}) == 11
+    config = {"train": {"batch_size": 2, "steps_per_epoch": None}}
+    assert steps_per_epoch(config, 11, 3) == 2  # ceil(11 / (2 x 3)): one pass at the global batch
+    assert steps_per_epoch({"train": {"batch_size": 2, "steps_per_epoch": 5}}, 11, 3) == 5
