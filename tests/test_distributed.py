@@ -68,6 +68,25 @@ def free_ports(count: int, attempts: int = 20) -> list[int]:
     raise RuntimeError("no free ports on 127.0.0.1")
 
 
+def consecutive_ports(count: int, attempts: int = 20) -> list[int]:
+    """``count`` consecutive free ports on 127.0.0.1 (a Slurm job step's tasks use port_base + i)."""
+    for _ in range(attempts):
+        base = free_ports(1)[0]
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return list(range(base, base + count))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no consecutive free ports on 127.0.0.1")
+
+
 def tf_config(ports: list[int], index: int) -> str:
     workers = [f"127.0.0.1:{port}" for port in ports]
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
@@ -85,12 +104,24 @@ def write_config(tmp_path: Path, batch_size: int, epochs: int, callbacks: dict, 
     return path
 
 
-def start_workers(args: list[str], ports: list[int], site, cwd: Path, **extra: str) -> list[subprocess.Popen]:
-    """One `flexplat train` process per port (worker 0 is the chief), output in cwd/worker<i>.log."""
+def start_workers(args: list[str], ports: list[int], site, cwd: Path, slurm: bool = False,
+                  **extra: str) -> list[subprocess.Popen]:  # fmt: skip
+    """One `flexplat train` process per port (worker 0 is the chief), output in cwd/worker<i>.log.
+
+    The cluster comes from TF_CONFIG, or with ``slurm`` from the variables of a Slurm job step of
+    one node ("localhost") whose tasks listen on consecutive ports from ``ports[0]``.
+    """
     processes = []
     for index in range(len(ports)):
         log = open(cwd / f"worker{index}.log", "w")  # noqa: SIM115 - closed with the process
-        env = site.env(TF_CONFIG=tf_config(ports, index), COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="2", **extra)
+        cluster = {"TF_CONFIG": tf_config(ports, index)}
+        if slurm:
+            cluster = {"SLURM_PROCID": str(index), "SLURM_STEP_NUM_TASKS": str(len(ports)), "CUDA_VISIBLE_DEVICES": "",
+                       "SLURM_STEP_NODELIST": "localhost", "SLURM_STEP_TASKS_PER_NODE": str(len(ports)),
+                       "FLEXPLAT_SLURM_PORT": str(ports[0])}  # fmt: skip
+        env = site.env(COLUMNS="200", TF_CPP_MIN_LOG_LEVEL="2", **cluster, **extra)
+        if slurm:
+            env.pop("TF_CONFIG", None)  # the user's own, if any: Slurm must decide here
         command = [sys.executable, "-m", "flexplat", "train", *args, "--strategy", "multi-worker", "--no-evaluate"]
         processes.append(subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT))
         log.close()
@@ -233,6 +264,24 @@ def test_a_killed_worker_fails_the_chief_in_bounded_time_and_resume_continues(tm
     assert [int(r["epoch"]) for r in csv_rows(run_dir / "metrics.csv")] == [1, 2, 3, 4]
     worker_digest = re.findall(r"final weights sha256 ([0-9a-f]{64})", (cwd / "worker1.log").read_text())
     assert worker_digest == [info["strategy"]["final_weights_sha256"]]
+
+
+@pytest.mark.slow
+def test_two_workers_from_a_slurm_job_step(tmp_path, site):
+    config = write_config(tmp_path, batch_size=2, epochs=1, callbacks={"checkpoint": {}})
+    run_dir, cwd = tmp_path / "run", tmp_path / "work"
+    cwd.mkdir()
+    processes = start_workers(["--config", str(config), "--out", str(run_dir)], consecutive_ports(2), site, cwd,
+                              slurm=True)  # fmt: skip
+    try:
+        codes = wait_all(processes, cwd)
+    finally:
+        stop(processes)
+    assert codes == [0, 0], logs(cwd)
+    strategy = json.loads((run_dir / "run.json").read_text())["strategy"]
+    assert (strategy["cluster"], strategy["replicas"]) == ("Slurm", 2)
+    worker = re.findall(r"final weights sha256 ([0-9a-f]{64})", (cwd / "worker1.log").read_text())
+    assert worker == [strategy["final_weights_sha256"]]
 
 
 # -- resolving the strategy (in-process, no cluster needed) -------------------------------------

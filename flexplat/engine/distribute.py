@@ -168,14 +168,33 @@ def all_sum(strategy: Any, values: np.ndarray) -> np.ndarray:
         return values
     import tensorflow as tf
 
-    def replica(value):
-        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
-
     try:
-        result = strategy.run(replica, args=(tf.constant(values),))
+        result = _summer(strategy)(tf.constant(values))
     except tf.errors.OpError as exc:
         raise worker_lost(exc) from None
     return strategy.experimental_local_results(result)[0].numpy()
+
+
+_SUMMERS: dict[int, tuple[Any, Any]] = {}
+
+
+def _summer(strategy: Any) -> Any:
+    """A compiled all-reduce (SUM) for ``strategy``, made once (collectives run eagerly are slow)."""
+    known = _SUMMERS.get(id(strategy))
+    if known is not None and known[0] is strategy:
+        return known[1]
+    import tensorflow as tf
+
+    def replica(value):
+        local = tf.identity(value)  # on this replica's device: the collective needs one
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
+
+    @tf.function
+    def run(value):
+        return strategy.run(replica, args=(value,))
+
+    _SUMMERS[id(strategy)] = (strategy, run)
+    return run
 
 
 def from_chief(strategy: Any, placement: Placement, values: np.ndarray) -> np.ndarray:
