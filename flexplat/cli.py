@@ -344,6 +344,8 @@ def export_command(run_dir: str, fmt: str, out: str | None, overwrite: bool, lar
     from flexplat.engine.rundir import RunDir
 
     result = export_run(RunDir.open(run_dir), fmt, out, overwrite=overwrite, large_model=large_model)
+    for note in result.tidied:
+        click.echo(f"Interrupted export: {note}")
     click.echo(f"Exported {fmt} to {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
     if result.max_abs_difference is not None:
         shape = "x".join(str(v) for v in result.probe_shape)

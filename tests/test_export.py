@@ -133,6 +133,32 @@ def test_export_refuses_to_overwrite_and_names_the_flag(runs, exports, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no staging folders left behind
 
 
+def _dead_pid() -> int:
+    """The id of a process that has exited (as an export killed with SIGKILL leaves behind)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_killed_exports_leftovers_are_cleaned_or_reported(runs, exports, tmp_path):
+    run, out = runs["fixed"], tmp_path / "copy"
+    killed = tmp_path / ".copy-k1ll3d"  # staging of an export killed before its rename
+    (killed / "_large_model").mkdir(parents=True)
+    (killed / ".owner").write_text(str(_dead_pid()))
+    unknown = tmp_path / ".copy-unknown"  # not made by an export we can recognise: left alone
+    unknown.mkdir()
+    result = CliRunner().invoke(cli, ["export", str(run.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not killed.exists() and unknown.is_dir()
+    assert "removed" in result.output and "k1ll3d" in result.output
+    assert "left" in result.output and ".copy-unknown" in result.output
+    # killed between its two renames: the previous export sits aside and `out` is missing -> put back
+    out.rename(tmp_path / ".copy-old-123")
+    result = CliRunner().invoke(cli, ["export", str(run.path), "--out", str(out)])
+    assert result.exit_code != 0 and "restored" in result.output and "--overwrite" in result.output
+    assert json.loads((out / "manifest.json").read_text())["format"] == "onnx"
+    assert not (tmp_path / ".copy-old-123").exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "options"),
     [
