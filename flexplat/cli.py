@@ -274,6 +274,14 @@ def _scale_settings(settings: dict) -> dict:
     return settings
 
 
+def backend_option(command: Callable) -> Callable:
+    """``--backend``, shared by ``infer`` and ``evaluate``."""
+    return click.option(
+        "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
+        help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
+    )(command)  # fmt: skip
+
+
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
@@ -282,8 +290,9 @@ def _scale_settings(settings: dict) -> dict:
     help="Score EVERY labelled image of this folder instead (images + masks, or any codec's layout).",
 )  # fmt: skip
 @config_layer_options
+@backend_option
 @prediction_options
-def evaluate_command(run_dir: str, split: str, data: str | None, config_file, sets, **settings) -> None:
+def evaluate_command(run_dir: str, split: str, data: str | None, config_file, sets, backend, **settings) -> None:
     """Per-class Dice/IoU, whole-object Dice/IoU and object class accuracy of a trained run."""
     from flexplat.engine.evaluate import evaluate_run, render_evaluation
     from flexplat.engine.rundir import RunDir
@@ -292,7 +301,7 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
         raise click.UsageError("--config/--set describe a --data folder; give --data DIR too")
     figures = evaluate_run(
         RunDir.open(run_dir), split, data=data, config_file=config_file, sets=sets, console=console(),
-        required=True, settings=_scale_settings(settings),
+        required=True, settings=_scale_settings(settings), backend=backend,
     )  # fmt: skip
     render_evaluation(figures, console())
 
@@ -313,10 +322,7 @@ def evaluate_command(run_dir: str, split: str, data: str | None, config_file, se
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option(
-    "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
-    help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
-)  # fmt: skip
+@backend_option
 @prediction_options
 def infer_command(images, run_dir, output, tile, backend, **settings) -> None:
     """Segment a folder of images at the run's scale: colour masks, overlays and a summary at the original sizes."""

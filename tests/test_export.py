@@ -188,6 +188,25 @@ def test_same_outputs_on_both_backends(runs, exports, images, tmp_path, kind, op
     assert len(np.unique(read_gray(outputs["onnx"] / "b_index.png"))) > 1  # not a trivial mask
 
 
+def test_evaluate_scores_the_export_as_keras(runs, exports, tmp_path):
+    """`flexplat evaluate --backend onnx` scores the exported model: the same figures as TensorFlow."""
+    from flexplat.testing import write_rgb_dataset
+
+    run, data = runs["dynamic"], write_rgb_dataset(tmp_path / "lab", CLASSES, n=4, size=(40, 56))
+    figures = {}
+    for backend in ("tensorflow", "onnx"):
+        args = ["evaluate", str(run.path), "--data", str(data), "--backend", backend, "--diameter", "9.5"]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        figures[backend] = run.evaluation()["folder:lab"]
+    tf_figures, onnx_figures = figures["tensorflow"], figures["onnx"]
+    assert (tf_figures["backend"], onnx_figures["backend"]) == ("tensorflow", "onnx")
+    assert onnx_figures["model"].endswith("model.onnx")
+    for key in ("per_class", "dice_mean", "object_dice", "class_accuracy", "pixel_confusion", "class_confusion"):
+        assert onnx_figures[key] == tf_figures[key], key
+    assert onnx_figures["seed_dice"] == pytest.approx(tf_figures["seed_dice"], abs=1e-5)
+
+
 def test_an_export_folder_alone_runs_infer(runs, exports, images, tmp_path):
     copy = tmp_path / "deployed"
     copy.mkdir()
