@@ -6,7 +6,8 @@ The run must have been exported (`flexplat export RUN --format onnx`); benchmark
 leaves its run folders, exports and images in its work folder for this. Every variant runs in
 its own process, on the same images prepared as `flexplat infer` prepares them (batch of one):
 
-- options: seconds per image of the forward pass (after one warm-up call, best of 3 passes) for
+- options: seconds per image of the forward pass (after one warm-up call, best of 3 passes, best
+  of ``--repeats`` processes run round-robin over the variants, so each meets the load in turn) for
   TensorFlow (the run's model.keras) and ONNX Runtime under each session setting below, and the
   model's input/output transposes and opset as exported.
 - agreement: the probabilities of every variant against a float64 Keras copy of the same weights
@@ -32,10 +33,12 @@ from _common import emit, machine, write_json
 RESULTS = Path(__file__).resolve().parent / "results"
 
 ORT_VARIANTS = {  # name -> session settings (applied by child_onnx)
-    "ort default": {},
+    "ort default (threads spin)": {},
     "ort 1 thread": {"intra": 1},
     "ort 2 threads": {"intra": 2},
     "ort 2 threads, no spinning": {"intra": 2, "spin": False},
+    "ort no spinning (flexplat infer)": {"spin": False},
+    "ort no spinning, sequential": {"spin": False, "sequential": True},
     "ort sequential, inter 1": {"sequential": True, "inter": 1},
     "ort no memory arena": {"arena": False},
     "ort basic graph optimisations": {"level": "basic"},
@@ -108,8 +111,9 @@ def child_onnx(model_file: Path, run_dir: Path, images: Path, count: int, out: P
         options.inter_op_num_threads = settings["inter"]
     if settings.get("sequential"):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if settings.get("spin") is False:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    spin = "1" if settings.get("spin", True) else "0"  # ONNX Runtime's default, or none (flexplat's choice)
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     if settings.get("arena") is False:
         options.enable_cpu_mem_arena = False
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -156,6 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run", type=Path, required=True, help="run folder with RUN/export/onnx")
     parser.add_argument("--images", type=Path, help="images (default: inference.py's beside the run)")
     parser.add_argument("--count", type=int, default=4, help="images per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over the variants; the fastest counts")
+    parser.add_argument("--variants", help="semicolon-separated variant names to run (default: all)")
     parser.add_argument("--out", type=Path, help="JSON result file")
     args = parser.parse_args(argv)
     import numpy as np
@@ -166,21 +172,32 @@ def main(argv: list[str] | None = None) -> dict:
     work = RESULTS / f"work-onnx-backend-{run.name}"
     work.mkdir(parents=True, exist_ok=True)
     common = [str(run), str(images), str(args.count)]
+    keras_variants = {
+        "tf float32": ("float32", None),
+        "tf float32, oneDNN off": ("float32", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+        "keras float64 (reference)": ("float64", None),
+    }
+    names = [*keras_variants, *ORT_VARIANTS]
+    if args.variants:
+        wanted = {name.strip() for name in args.variants.split(";")} | {"tf float32", "keras float64 (reference)"}
+        names = [name for name in names if name in wanted]
     variants: dict[str, dict] = {}
-    keras_variants = (
-        ("tf float32", "float32", None),
-        ("tf float32, oneDNN off", "float32", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
-        ("keras float64 (reference)", "float64", None),
-    )
-    for name, dtype, env in keras_variants:
-        print(f"{name} ...", flush=True)
-        variants[name] = run_child("tensorflow", *common, str(work / f"{len(variants)}.npy"), dtype, env=env)
-    for name, settings in ORT_VARIANTS.items():
-        print(f"{name} ...", flush=True)
-        out = str(work / f"{len(variants)}.npy")
-        variants[name] = run_child("onnx", str(model_file), *common, out, json.dumps(settings))
-        variants[name]["settings"] = settings
-    outputs = {name: np.load(work / f"{i}.npy") for i, name in enumerate(variants)}
+    for repeat in range(args.repeats):  # round-robin: each variant sees the machine's load in turn
+        for index, name in enumerate(names):
+            if repeat and name == "keras float64 (reference)":
+                continue  # the reference's outputs, not its speed, are what counts
+            print(f"{repeat + 1}/{args.repeats} {name} ...", flush=True)
+            out = str(work / f"{index}.npy")
+            if name in keras_variants:
+                dtype, env = keras_variants[name]
+                result = run_child("tensorflow", *common, out, dtype, env=env)
+            else:
+                result = run_child("onnx", str(model_file), *common, out, json.dumps(ORT_VARIANTS[name]))
+                result["settings"] = ORT_VARIANTS[name]
+            seen = variants.setdefault(name, {**result, "all_seconds_per_image": []})
+            seen["all_seconds_per_image"].append(result["seconds_per_image"])
+            seen["seconds_per_image"] = min(seen["all_seconds_per_image"])
+    outputs = {name: np.load(work / f"{i}.npy") for i, name in enumerate(names)}
     reference, tf = outputs["keras float64 (reference)"], outputs["tf float32"]
     for name, result in variants.items():
         result["vs_float64"] = compare(outputs[name], reference)
