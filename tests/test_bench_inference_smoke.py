@@ -35,8 +35,10 @@ def test_inference_benchmark_smoke(tmp_path: Path) -> None:
         ratio = best["onnx"]["first_prediction_s"] / best["tensorflow"]["first_prediction_s"]
         assert backends["onnx_vs"]["start_up_tensorflow"] == pytest.approx(ratio)
         assert backends["agreement"]["argmax_agreement"] > 0.99
-        assert backends["agreement"]["pixels"] == report["setup"]["images"] * (
-            report["setup"]["size"] if case == "main" else report["setup"]["tiled_model_size"]
-        ) ** 2
+        assert (
+            backends["agreement"]["pixels"]
+            == report["setup"]["images"]
+            * (report["setup"]["size"] if case == "main" else report["setup"]["tiled_model_size"]) ** 2
+        )
     assert report["startup"]["flexplat_s"] == report["backends"]["main"]["best"]["tensorflow"]["first_prediction_s"]
     assert "Backends" in done.stdout
