@@ -7,13 +7,15 @@ development machine every fresh 500 MB costs about a second in page faults alone
 
 :func:`load_saved_model` instead
 
-1. starts a thread that reads every weight array straight out of the archive (the weights file is
-   stored uncompressed inside the ``.keras`` zip and Keras writes contiguous HDF5 datasets, so each
-   array is one ``pread`` at a known offset; only ``h5py`` metadata is needed, no TensorFlow);
+1. starts a thread that finds every weight array in the archive (the weights file is stored
+   uncompressed inside the ``.keras`` zip and Keras writes contiguous HDF5 datasets, so each array
+   is one ``pread`` at a known offset; only ``h5py`` metadata is needed, no TensorFlow) and reads
+   the file through once, so the page cache holds it;
 2. meanwhile imports Keras/TensorFlow in the calling thread (see :func:`import_keras`) - the two
    overlap on two cores, and the reads release the GIL;
 3. rebuilds the architecture from the archive's ``config.json`` with every initializer set to
-   Zeros (no random draws) and fills each layer through its public ``load_own_variables``.
+   Zeros (no random draws) and fills each layer through its public ``load_own_variables``, reading
+   that layer's arrays just then (only one layer's arrays are in memory beside the variables).
 
 Every variable must be filled exactly once from an array of its shape, else the standard
 ``keras.models.load_model`` runs instead, so an unusual archive still loads, only slower.
