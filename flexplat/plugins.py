@@ -33,6 +33,7 @@ HOOK_KINDS = {
     "register_models": "model",
     "register_codecs": "codec",
     "register_callbacks": "callback",
+    "register_backgrounds": "background",
     "register_projects": "project",
 }
 

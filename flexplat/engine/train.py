@@ -282,7 +282,9 @@ def _datasets(config: dict, codec: Any, splits: dict[str, list[Any]]) -> tuple[A
         "cache": config["data"]["cache"],
         "stain_norm": config["data"].get("stain_norm"),
     }
-    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=train_cfg["augment"], **common)
+    augment = train_cfg["augment"]
+    background = get_registry().get("background", augment["paste_background"]).render if augment["paste"] else None
+    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=augment, background=background, **common)
     valid_ds = make_dataset(splits["valid"], codec, shuffle=False, augment=None, **common)
     return train_ds, valid_ds
 

@@ -278,3 +278,25 @@ def test_a_share_of_randomised_smears_keeps_the_classic_look_at_a_random_scale()
     assert all(s.texture > 0.0 for s in never)
     default = [sample_style(np.random.default_rng([15, i]), "monocyte", 128, randomization=RANDOM) for i in range(100)]
     assert 8 <= sum(s.texture == 0.0 for s in default) <= 35  # about Randomization.classic = 20 %
+
+
+def test_blood_smear_background_has_red_cells_sized_against_the_object_and_no_leukocyte():
+    from flexplat import get_registry
+
+    render = get_registry().get("background", "blood-smear").render
+    fields = [render(np.random.default_rng([5, i]), (72, 96), 40.0) for i in range(12)]
+    assert all(f.shape == (72, 96, 3) and f.dtype == np.uint8 for f in fields)
+    again = render(np.random.default_rng([5, 0]), (72, 96), 40.0)
+    assert np.array_equal(fields[0], again)  # reproducible from the generator
+    # no leukocyte: nothing as dark as a nucleus; red cells: a share of clearly darker pixels than the glass
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in fields]).astype(float)
+    glass = np.percentile(grey.reshape(12, -1), 95, axis=1)[:, None]
+    darker = (grey.reshape(12, -1) < glass - 25).mean(axis=1)
+    assert np.median(darker) > 0.1
+    # the same draw for 3x larger objects: red cells 3x as wide, so about a third of the outline per area
+    edges = [_edge_density(render(np.random.default_rng(1), (256, 256), d)) for d in (24.0, 72.0)]
+    assert edges[0] > 1.5 * edges[1]  # (noise and plasma texture add edges that do not scale)
+
+
+def _edge_density(field: np.ndarray) -> float:
+    return float((cv2.Canny(cv2.cvtColor(field, cv2.COLOR_RGB2GRAY), 30, 60) > 0).mean())
