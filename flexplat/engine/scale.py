@@ -10,8 +10,9 @@ A new folder of images is brought to that size before any tiling: every image is
 from the user (``--diameter PX``), else it is estimated with the model itself, the way Cellpose
 sizes its inputs: each image is segmented at the training framing (resized to the model input, as
 training did), the predicted objects' diameter is measured and converted back to the image's
-pixels; one refinement pass at the implied scale follows (a model sees objects near its own
-scale best). The folder's median diameter then sets one factor for every image, so the relative
+pixels; up to three refinement passes at the implied scale follow, until the scale moves by less
+than 10 % (a model sees objects near its own scale best: on the KRD sample, a ds1 model's estimate
+went from 162 px after one pass to 157 px after three, true median 138 px). The folder's median diameter then sets one factor for every image, so the relative
 sizes of objects (a cue for their class) are kept; ``per_image=True`` scales each image alone.
 """
 
@@ -119,7 +120,7 @@ def estimate_diameter(
     image: np.ndarray,
     start_factor: float,
     training_diameter: float,
-    refine: int = 1,
+    refine: int = 3,
 ) -> float | None:
     """The object diameter in ``image``'s pixels, estimated with the model.
 
