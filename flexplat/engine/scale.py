@@ -14,7 +14,8 @@ pixels, and again at up to 4x that framing (:data:`SWEEP`); the pass whose objec
 the learnt diameter wins, as a model sees objects near its own scale best and may take other
 things for objects at the wrong scale. Up to three refinement passes at the implied scale follow,
 until the scale moves by less than 10 %. The folder's median diameter then sets one factor for
-every image, so the relative sizes of objects (a cue for their class) are kept; ``per_image=True`` scales each image alone.
+every image, so the relative sizes of objects (a cue for their class) are kept; ``per_image=True``
+scales each image alone.
 """
 
 from __future__ import annotations
