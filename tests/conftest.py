@@ -61,6 +61,29 @@ class Site:
         pythonpath = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
         return {**os.environ, "PYTHONPATH": pythonpath, **extra}
 
+    def env_without(self, *blocked: str, **extra: str) -> dict[str, str]:
+        """:meth:`env` in which importing any of the top-level packages ``blocked`` raises ImportError
+        (ModuleNotFoundError), as if they were not installed."""
+        folder = self.path.parent / f"blocker-{'-'.join(sorted(blocked))}"
+        folder.mkdir(exist_ok=True)
+        (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(blocked)), encoding="utf-8")
+        env = self.env(**extra)
+        env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
+        return env
+
+
+BLOCKER = """
+import importlib.abc, sys
+
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked in this test)", name=name)
+        return None
+
+sys.meta_path.insert(0, _Block())
+"""
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> Site:

@@ -23,12 +23,10 @@ import numpy as np
 
 from flexplat.atomic import atomic_write_bytes
 from flexplat.errors import DataError
+from flexplat.runtime import quiet_opencv
 
-# A corrupt file is reported once as a DataError; OpenCV's own warnings would only add noise.
-try:
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-except AttributeError:  # pragma: no cover - older OpenCV builds without the logging module
-    pass
+# A corrupt file is reported once as a DataError; OpenCV's own log lines would only add noise
+quiet_opencv(cv2)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

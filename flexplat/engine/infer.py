@@ -60,6 +60,7 @@ from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
 from flexplat.engine.segment import BatchPredictor, OnnxPredictor, Predictor, Prepared, SavedModelPredictor, Segmenter
 from flexplat.errors import DataError, FlexplatError
+from flexplat.runtime import require_tensorflow
 from flexplat.schema import SCHEMA
 from flexplat.specs import ClassInfo
 
@@ -325,6 +326,8 @@ def run_inference(
     console = console or Console()
     options = InferSettings(**settings)
     folder, run, backend = choose_model(run, backend, runs_root, console)
+    if backend == "tensorflow":
+        require_tensorflow("`flexplat infer` on a Keras model (or an ONNX export: --backend onnx)")
     files = list_images(Path(images))
     output = Path(output) if output is not None else folder.path / "predictions" / Path(images).resolve().name
     targets = _plan_targets(files, output, options)
