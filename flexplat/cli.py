@@ -13,7 +13,7 @@ from rich.console import Console
 from flexplat.errors import FlexplatError
 from flexplat.plugins import get_system
 from flexplat.registry import KINDS
-from flexplat.runtime import VERBOSE_ENV, configure_logging, require_tensorflow
+from flexplat.runtime import VERBOSE_ENV, configure_logging, require_tensorflow, verbose
 from flexplat.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,6 +27,18 @@ class FlexplatGroup(click.Group):
             return super().invoke(ctx)
         except FlexplatError as exc:
             raise click.ClickException(str(exc)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a plugin's code failed while a command ran: name the plugin, not a traceback
+            blamed = None if verbose() else get_system().blame(exc)
+            if blamed is None:
+                raise
+            plugin, where = blamed
+            raise click.ClickException(
+                f"plugin '{plugin.name}' ({plugin.distribution} {plugin.version}) failed: {type(exc).__name__}: "
+                f"{exc} (at {where}); report it to the plugin's authors, or run without what it provides "
+                f"(`flexplat --verbose ...` shows the traceback)"
+            ) from None
 
 
 def console(stderr: bool = False) -> Console:
@@ -393,6 +405,9 @@ def data_check(
 
 def main() -> None:
     configure_logging()  # before any library loads; `--verbose` may turn the logs back on
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         cli()
     except FlexplatError as exc:  # e.g. strict mode: a plugin failed while commands were loaded

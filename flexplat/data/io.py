@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from flexplat.atomic import atomic_write_bytes
+from flexplat.data.header import check_size
 from flexplat.errors import DataError
 from flexplat.runtime import quiet_opencv
 
@@ -41,6 +42,7 @@ def decode_raw(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarra
         raise DataError(f"{path}: cannot read file: {exc.strerror or exc}") from None
     if data.size == 0:
         raise DataError(f"{path}: empty file (0 bytes); re-export or remove it")
+    check_size(path, data[:65536].tobytes())
     try:
         array = cv2.imdecode(data, flags)
     except cv2.error:
