@@ -17,7 +17,6 @@ from rich.console import Console
 
 from flexplat.config import SCHEMA
 from flexplat.data.io import write_png
-from flexplat.engine.rundir import RunDir
 from flexplat.options import Option, defaults
 from flexplat.testing import invoke, sample_classes, write_rgb_dataset
 
@@ -64,23 +63,6 @@ def test_without_tensorflow_infer_on_a_run_names_the_extra(keras_run, site, tmp_
 
 
 # -- library noise ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def keras_run(tmp_path_factory) -> RunDir:
-    """A completed run folder holding a one-layer Keras model (no training needed)."""
-    keras = pytest.importorskip("keras")
-    inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
-    config = defaults(SCHEMA)
-    config.update(project="noise", classes=[{"name": c.name, "color": list(c.color)} for c in sample_classes(3)])
-    config["model"]["image_size"] = [32, 32]
-    run = RunDir(tmp_path_factory.mktemp("runs") / "run")
-    run.path.mkdir()
-    run.write_config(config)
-    model.save(run.model_path)
-    run.update_info(status="completed", finished="2026-01-01T10:00:00")
-    return run
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def check_size(path: str | Path, data: bytes) -> None:
     if size is not None and size[0] * size[1] > limit:
         width, height = size
         raise DataError(
-            f"{path}: the header says {width} x {height} pixels ({width * height / 1e6:,.0f} megapixels), above "
-            f"the limit of {limit / 1e6:,.0f}; not decoded. Downscale or split the image, or raise "
+            f"{path}: the header says {width} x {height} pixels ({width * height / 1e6:,.1f} megapixels), above "
+            f"the limit of {limit / 1e6:,.1f} megapixels; not decoded. Downscale or split the image, or raise "
             f"{MAX_PIXELS_ENV} if the machine has the memory"
         )

@@ -60,6 +60,7 @@ from flexplat.engine.outputs import (
     end_job,
     interrupted_here,
     printable,
+    remove_stale_temps,
     unreadable_entries,
 )
 from flexplat.engine.overlay import colorize
@@ -377,6 +378,7 @@ def _prepare_output(
     check_output_folder(images, output)
     resumed = interrupted_here(output, images)
     if resumed:
+        remove_stale_temps(output)
         console.print(f"{output}: finishing an interrupted `flexplat infer` of {images} (its files are replaced)")
     return _plan_targets(files, output, replace(options, overwrite=options.overwrite or resumed))
 

@@ -51,6 +51,14 @@ def interrupted_here(output: Path, inputs: Path) -> bool:
     return recorded == str(Path(inputs).resolve())
 
 
+def remove_stale_temps(output: Path) -> int:
+    """Remove the temp files a killed writer left in ``output`` (hidden ``.*.tmp``); returns how many."""
+    stale = list(Path(output).glob(".*.tmp")) + list(Path(output).glob(".tmp-*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def begin_job(output: Path, inputs: Path) -> None:
     """Mark ``output`` as holding an unfinished job on ``inputs`` (removed by :func:`end_job`)."""
     atomic_write_text(Path(output) / MARKER, json.dumps({"inputs": str(Path(inputs).resolve())}) + "\n")
@@ -69,7 +77,9 @@ def unreadable_entries(folder: Path, extensions: tuple[str, ...]) -> list[tuple[
         try:
             entry.resolve(strict=True)
             reason = "link to a file that does not exist"
-        except RuntimeError:
+        except FileNotFoundError:
+            reason = "link to a file that does not exist"
+        except RuntimeError:  # Python < 3.13 reports loops this way
             reason = "symlink loop"
         except OSError as exc:
             reason = "symlink loop" if exc.errno == errno.ELOOP else f"unreadable link ({exc.strerror})"
