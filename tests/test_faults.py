@@ -263,6 +263,7 @@ def test_plugin_hook_raising_during_train_names_the_plugin(faults, tmp_path):
         result.output
     )
     assert "flexplat_faults.py:" in result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
 
 
 # -- generate ---------------------------------------------------------------------------------------
@@ -463,3 +464,13 @@ def test_non_utf8_file_names_are_segmented_and_summarised(keras_run, site, tmp_p
     files = [row["file"] for row in json.loads((out / "summary.json").read_text(encoding="utf-8"))["images"]]
     assert files == ["caf\ufffd.png", "img_000.png"]
     (out / "summary.csv").read_text(encoding="utf-8")  # valid UTF-8
+
+
+def test_reliability_doc_names_every_fault_test():
+    """docs/reliability.md's table and this module agree: every row's test exists, every test has a row."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+    rows = [line for line in doc.read_text(encoding="utf-8").splitlines() if line.startswith("| ") and "`test_" in line]
+    named = [line.rstrip(" |").rsplit("`", 2)[-2] for line in rows]
+    tests = {name for name in globals() if name.startswith("test_")} - {"test_reliability_doc_names_every_fault_test"}
+    assert len(named) == len(set(named)) == len(rows)
+    assert set(named) == tests

@@ -349,6 +349,7 @@ def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, st
             run.update_info(status="failed")
             message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
             raise DataError(f"{message} (fix the file, then `flexplat train --resume {run.path}`)") from None
+        _mark_failed(run)  # e.g. a plugin's callback raised: the CLI names the plugin
         raise
 
 
