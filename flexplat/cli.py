@@ -84,7 +84,7 @@ def config_layer_options(command: F) -> F:
 @click.version_option(__version__, "--version", prog_name="flexplat")
 @click.option(
     "--verbose", is_flag=True,
-    help=f"Show the libraries' own logs (TensorFlow, OpenCV) and tracebacks; or set {VERBOSE_ENV}=1.",
+    help=f"Show the libraries' own logs (TensorFlow, OpenCV) and plugin tracebacks; or set {VERBOSE_ENV}=1.",
 )  # fmt: skip
 def cli(verbose: bool) -> None:
     """flexplat: train, evaluate and run segmentation models from plugins.
