@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -90,6 +91,8 @@ def require_tensorflow(purpose: str) -> None:
             importlib.import_module("keras")
     except ImportError as exc:
         raise FlexplatError(f"{purpose} needs TensorFlow, which failed to import ({exc}); {TF_EXTRA_HINT}") from None
+    if not verbose():  # Python-side notices such as "WARNING:tensorflow:... triggered tf.function retracing"
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,16 @@ from flexplat.data.io import write_png
 from flexplat.options import Option, defaults
 from flexplat.testing import invoke, sample_classes, write_rgb_dataset
 
-LIBRARY_NOISE = ("absl::InitializeLog", "oneDNN", "port.cc", "cpu_feature_guard", "grfmt_png", "[ERROR:", "[ WARN:")
+LIBRARY_NOISE = (
+    "absl::InitializeLog",
+    "oneDNN",
+    "port.cc",
+    "cpu_feature_guard",
+    "grfmt_png",
+    "[ERROR:",
+    "[ WARN:",
+    "WARNING:tensorflow",
+)
 
 
 def flexplat(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
