@@ -108,6 +108,31 @@ def test_cli_synthetic_augments_train_only_when_asked(tmp_path):
         assert all(p.stem.count("_") == 1 for p in (out / split / "images").glob("*.png"))
 
 
+def test_disk_full_while_generating_leaves_the_previous_dataset_intact(tmp_path):
+    """A real EFBIG: the generator runs in a subprocess whose files may not exceed 2 KB."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "synth"
+    args = [sys.executable, "-m", "flexplat", "generate", "leukocyte", "--synthetic", "6", "--size", "64"]
+    assert subprocess.run([*args, "--out", str(out), "--quiet"], capture_output=True, timeout=300).returncode == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    command = [*args, "--seed", "1", "--out", str(out), "--overwrite", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot write the dataset (File too large" in result.stderr and "was left as it was" in result.stderr
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]  # the staging folder was removed
+
+
 def test_synthetic_output_is_identical_for_the_same_seed(tmp_path):
     from flexplat_leukocyte.synthetic import generate_synthetic
 
