@@ -96,7 +96,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    from flexplat.data.augment import augment_fn, is_enabled
+    from flexplat.data.augment import is_enabled
 
     pairs = list(pairs)
     if not pairs:
@@ -132,13 +132,7 @@ def make_dataset(
     if augment and augment.get("paste") and background is not None:
         ds = _with_paste(ds, augment, background, seed, (height, width))
     if is_enabled(augment):
-        fn = augment_fn(augment, seed)
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, keys)).map(
-            lambda pair, key: fn(tf.cast(pair[0], tf.float32), pair[1], key),
-            num_parallel_calls=autotune,
-            deterministic=True,
-        )
+        ds = _with_augment(ds, augment, seed)
 
     def finish(image, mask):
         image = tf.cast(image, tf.float32)
@@ -167,3 +161,18 @@ def _with_paste(ds: Any, augment: Mapping[str, Any], background: Callable[..., A
 
     keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip((ds, keys)).map(paste, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _with_augment(ds: Any, augment: Mapping[str, Any], seed: int) -> Any:
+    """``ds`` with the ``train.augment`` transforms (flexplat/data/augment.py), new each epoch, from ``seed``."""
+    import tensorflow as tf
+
+    from flexplat.data.augment import augment_fn
+
+    fn = augment_fn(augment, seed)
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, keys)).map(
+        lambda pair, key: fn(tf.cast(pair[0], tf.float32), pair[1], key),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
