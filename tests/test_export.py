@@ -262,30 +262,8 @@ def test_saved_model_export_runs_on_tensorflow(runs, images, tmp_path):
     assert np.array_equal(*masks.values())
 
 
-BLOCKER = """
-import importlib.abc, sys
-
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"{{name}} is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, _Block())
-"""
-
-
-def _blocked_env(site, tmp_path: Path, blocked: tuple[str, ...]) -> dict[str, str]:
-    folder = tmp_path / "blocker"
-    folder.mkdir()
-    (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(blocked)))
-    env = site.env()
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
-    return env
-
-
 def test_onnx_inference_never_imports_tensorflow_or_keras(exports, images, site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("tensorflow", "keras", "tf2onnx"))
+    env = site.env_without("tensorflow", "keras", "tf2onnx")
     check = subprocess.run([sys.executable, "-c", "import keras"], capture_output=True, text=True, env=env)
     assert "blocked in this test" in check.stderr  # the blocker works
     out = tmp_path / "out"
@@ -299,7 +277,7 @@ def test_onnx_inference_never_imports_tensorflow_or_keras(exports, images, site,
 
 
 def test_export_without_the_extra_names_it(runs, site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("onnxruntime", "tf2onnx", "onnx"))
+    env = site.env_without("onnxruntime", "tf2onnx", "onnx")
     command = [sys.executable, "-m", "flexplat", "export", str(runs["fixed"].path), "--out", str(tmp_path / "x")]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode != 0
@@ -319,7 +297,7 @@ def test_large_model_route_keeps_weights_outside_and_agrees(runs, images, tmp_pa
 
 
 def test_help_and_list_import_neither_tensorflow_nor_onnxruntime(site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx"))
+    env = site.env_without("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx")
     for args in (["--help"], ["list"], ["export", "--help"], ["infer", "--help"]):
         result = subprocess.run([sys.executable, "-m", "flexplat", *args], capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr

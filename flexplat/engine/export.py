@@ -36,6 +36,7 @@ from flexplat.atomic import atomic_write_text
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale
 from flexplat.errors import FlexplatError
+from flexplat.runtime import installed
 from flexplat.specs import ClassInfo, classes_from_config
 from flexplat.version import __version__
 
@@ -53,22 +54,15 @@ _TF2ONNX = (  # tf2onnx 1.17's --large_model path still calls np.product, which 
 )
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def onnxruntime_available() -> bool:
     """Whether onnxruntime is installed (found without importing it)."""
-    return _installed("onnxruntime")
+    return installed("onnxruntime")
 
 
 def require(module: str, purpose: str) -> Any:
     """Import one of the ``flexplat[onnx]`` packages, or explain how to install it."""
     try:
-        if not _installed(module):
+        if not installed(module):
             raise ImportError(module)
         return importlib.import_module(module)
     except ImportError as exc:

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,22 @@ from flexplat.atomic import atomic_write_text
 from flexplat.data.io import IMAGE_EXTENSIONS, read_image, write_png
 from flexplat.engine.export import ExportDir, default_export_dir, onnxruntime_available, require
 from flexplat.engine.model_file import load_model, size_multiple
+from flexplat.engine.outputs import (
+    begin_job,
+    check_output_folder,
+    end_job,
+    interrupted_here,
+    printable,
+    remove_stale_temps,
+    unreadable_entries,
+)
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
 from flexplat.engine.segment import BatchPredictor, OnnxPredictor, Predictor, Prepared, SavedModelPredictor, Segmenter
 from flexplat.errors import DataError, FlexplatError
+from flexplat.runtime import require_tensorflow
 from flexplat.schema import SCHEMA
 from flexplat.specs import ClassInfo
 
@@ -325,23 +335,27 @@ def run_inference(
     console = console or Console()
     options = InferSettings(**settings)
     folder, run, backend = choose_model(run, backend, runs_root, console)
-    files = list_images(Path(images))
+    if backend == "tensorflow":
+        require_tensorflow("`flexplat infer` on a Keras model (or an ONNX export: --backend onnx)")
+    files, broken = list_images(Path(images)), unreadable_entries(Path(images), IMAGE_EXTENSIONS)
     output = Path(output) if output is not None else folder.path / "predictions" / Path(images).resolve().name
-    targets = _plan_targets(files, output, options)
+    targets = _prepare_output(files, Path(images), output, options, console)
     segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, backend=backend)
     load_seconds = time.perf_counter() - started
     plan = plan_folder_scale(run, segmenter, files, options, console, progress)
     console.print(plan.describe())
-    output.mkdir(parents=True, exist_ok=True)
+    for name, reason in broken:
+        console.print(f"[yellow]Skipped[/] {name}: {reason}")
+    begin_job(output, Path(images))
     rows, skipped = _segment_folder(run, segmenter, plan, files, targets, console, progress)
     summary = InferSummary(
         run=folder.path,
         images_dir=Path(images),
         output_dir=output,
-        found=len(files),
+        found=len(files) + len(broken),
         processed=len(rows),
         tiled=sum(1 for r in rows if r["tiled"]),
-        skipped=skipped,
+        skipped=broken + skipped,
         rows=rows,
         load_seconds=load_seconds,
         model_seconds=segmenter.predictor.seconds,
@@ -353,7 +367,20 @@ def run_inference(
         model=run.model_path,
     )
     _write_summary(summary, output)
+    end_job(output)
     return summary
+
+
+def _prepare_output(
+    files: Sequence[Path], images: Path, output: Path, options: InferSettings, console: Console
+) -> list[dict[str, Path]]:
+    """Check the output folder and plan its files; an interrupted run of the same job is finished."""
+    check_output_folder(images, output)
+    resumed = interrupted_here(output, images)
+    if resumed:
+        remove_stale_temps(output)
+        console.print(f"{output}: finishing an interrupted `flexplat infer` of {images} (its files are replaced)")
+    return _plan_targets(files, output, replace(options, overwrite=options.overwrite or resumed))
 
 
 Source = RunDir | ExportDir
@@ -556,8 +583,9 @@ def _segment_folder(
         try:
             for result in _prefetched(_decoder(segmenter, plan), files, ahead=segmenter.batch_size + 2):
                 if isinstance(result, _Skip):
-                    skipped.append((result.index, result.path.name, result.reason))
-                    console.print(f"[yellow]Skipped[/] {result.path.name}: {result.reason}")
+                    name = printable(result.path.name)
+                    skipped.append((result.index, name, result.reason))
+                    console.print(f"[yellow]Skipped[/] {name}: {result.reason}")
                     bar.advance(task)
                 else:
                     batcher.add(result)
@@ -633,7 +661,7 @@ def _finisher(
             write_png(paths["overlay"], overlay_image(item.rgb, labels, colors, alpha))
         if "index" in paths:
             write_png(paths["index"], labels)
-        row = _row(item.path.name, labels, item.prepared.tiled, names)
+        row = _row(printable(item.path.name), labels, item.prepared.tiled, names)
         row["scale"] = _scale_value(item.factor)
         estimates = plan.estimates
         row["estimated_diameter"] = (

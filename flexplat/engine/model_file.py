@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from flexplat.atomic import atomic_write_with
 from flexplat.engine.rundir import RunDir
 from flexplat.errors import FlexplatError
 
@@ -335,6 +336,4 @@ def save_for_inference(model: Any, path: Path) -> None:
     path = Path(path)
     clone = type(model).from_config(model.get_config())  # the architecture, uncompiled
     clone.set_weights(model.get_weights())
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    clone.save(tmp)
-    tmp.replace(path)
+    atomic_write_with(path, clone.save, keep_suffix=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -11,11 +12,12 @@ from typing import Any
 
 from rich.console import Console
 
-from flexplat.atomic import atomic_write_text
+from flexplat.atomic import atomic_write_text, atomic_write_with
 from flexplat.config import require_model
 from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
 from flexplat.engine.data import dataset_fingerprint, ensure_demo_data, load_splits
+from flexplat.engine.guards import NonFiniteLoss, non_finite_guard, non_finite_message
 from flexplat.engine.model_file import save_for_inference
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
@@ -99,10 +101,7 @@ class ResumeState:
                         named[name].flexplat_restore(state)
 
             def on_epoch_end(self, epoch: int, logs=None) -> None:
-                outer.dir.mkdir(parents=True, exist_ok=True)
-                tmp = outer.dir / "last.tmp.weights.h5"
-                self.model.save_weights(tmp)
-                tmp.replace(outer.weights)
+                atomic_write_with(outer.weights, self.model.save_weights, keep_suffix=True)
                 states = {n: cb.flexplat_state() for n, cb in named.items() if hasattr(cb, "flexplat_state")}
                 text = json.dumps({"epoch": epoch + 1, "callbacks": states}, indent=2)
                 atomic_write_text(outer.state, text + "\n")
@@ -150,7 +149,7 @@ def train(
                          initial_epoch=state["epoch"])  # fmt: skip
     named = _callbacks(context, config)
     resume_state = ResumeState(run)
-    callbacks = [*named.values(), resume_state.callback(named, state["callbacks"])]
+    callbacks = [non_finite_guard(), *named.values(), resume_state.callback(named, state["callbacks"])]
     model = _build_model(config, len(config["classes"]))
     if state["epoch"]:
         model.optimizer.build(model.trainable_variables)
@@ -282,7 +281,9 @@ def _datasets(config: dict, codec: Any, splits: dict[str, list[Any]]) -> tuple[A
         "cache": config["data"]["cache"],
         "stain_norm": config["data"].get("stain_norm"),
     }
-    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=train_cfg["augment"], **common)
+    augment = train_cfg["augment"]
+    background = get_registry().get("background", augment["paste_background"]).render if augment["paste"] else None
+    train_ds = make_dataset(splits["train"], codec, shuffle=True, augment=augment, background=background, **common)
     valid_ds = make_dataset(splits["valid"], codec, shuffle=False, augment=None, **common)
     return train_ds, valid_ds
 
@@ -338,12 +339,26 @@ def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, st
     except KeyboardInterrupt:
         run.update_info(status="interrupted")
         raise FlexplatError(f"interrupted; continue with `flexplat train --resume {run.path}`") from None
+    except NonFiniteLoss as exc:
+        _mark_failed(run)
+        kept = ResumeState(run).load()["epoch"] if run.model_path.is_file() else None
+        raise FlexplatError(non_finite_message(exc, run.path, kept, config)) from None
+    except FlexplatError:  # e.g. the disk filled up while a callback wrote a file
+        _mark_failed(run)
+        raise
     except Exception as exc:  # e.g. a file that went bad after the quick check, raised inside tf.data
         if type(exc).__module__.startswith("tensorflow") and "DataError" in str(exc):
             run.update_info(status="failed")
             message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
             raise DataError(f"{message} (fix the file, then `flexplat train --resume {run.path}`)") from None
+        _mark_failed(run)  # e.g. a plugin's callback raised: the CLI names the plugin
         raise
+
+
+def _mark_failed(run: RunDir) -> None:
+    """Record the failure in run.json if that can still be written (not when the disk is full)."""
+    with contextlib.suppress(FlexplatError):
+        run.update_info(status="failed")
 
 
 def _record_end(run: RunDir, model: Any, named: dict, context: RunContext, info: dict, epochs: int,
