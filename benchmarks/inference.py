@@ -48,11 +48,17 @@ FULL = {
     "project": "leukocyte",
     "size": 512,
     "images": 20,
+    # the run folders are written by `flexplat train` on generated smears (synthetic leukocyte data)
+    "train_images": 8,  # 70/15/15 split by original -> 5 train, 1-2 valid, 1-2 test
+    "train_epochs": 1,  # the 125M model: one epoch (about 2 min here); enough for a real run folder
     "tiled_model": "flexunet-small",
     "tiled_model_size": 256,
+    "tiled_train_images": 40,
+    "tiled_train_epochs": 3,
     "tiled_sizes": [1024, 2048, 4096],
     "counts": [50, 100, 200],  # images at the tiled model's own size: time must grow linearly
     "matmul": 4096,
+    "export_min_available_gb": 20,  # the 125M model's ONNX export peaks at about 18 GB (large-model route)
 }
 SMOKE = {
     "name": "smoke",
@@ -61,12 +67,17 @@ SMOKE = {
     "project": "leukocyte",
     "size": 64,
     "images": 4,
+    "train_images": 8,
+    "train_epochs": 1,
     "tiled_model": "flexunet-small",
     "tiled_model_options": {"base_filters": 4, "num_layers": 3},
     "tiled_model_size": 64,
+    "tiled_train_images": 8,
+    "tiled_train_epochs": 1,
     "tiled_sizes": [128, 256],
     "counts": [2, 4, 6],
     "matmul": 512,
+    "export_min_available_gb": 0,
 }
 
 
@@ -98,60 +109,63 @@ def cell_image(rng, height: int, width: int):
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def child_prepare(work: Path, setup: dict) -> None:
-    """Run folders with random-weight models, the .h5 weights for the baseline, and the images."""
-    quiet_tf()
+def child_images(work: Path, setup: dict) -> None:
+    """The images to segment: the main set, the small model's set, the tiled sizes, the count pool."""
     import numpy as np
 
-    from flexplat.config import resolve, validate_config
     from flexplat.data.io import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(setup["images"]):
+        write_png(work / "images" / f"img_{i:03d}.png", cell_image(rng, setup["size"], setup["size"]))
+    side = setup["tiled_model_size"]
+    for i in range(setup["images"]):
+        write_png(work / "images_small" / f"img_{i:03d}.png", cell_image(rng, side, side))
+    for big in setup["tiled_sizes"]:
+        write_png(work / f"tiled_{big}" / f"big_{big}.png", cell_image(rng, big, big))
+    for i in range(max(setup["counts"])):
+        write_png(work / "count_images" / f"c_{i:03d}.png", cell_image(rng, side, side))
+    emit({})
+
+
+def child_weights(run_dir: Path, h5: Path) -> None:
+    """The trained run's weights as the original code keeps them (an .h5 for ``model.load_weights``),
+    and the model's size (parameters, FLOPs per image)."""
+    quiet_tf()
+    from flexplat.engine.model_file import load_model
     from flexplat.engine.rundir import RunDir
     from flexplat.plugins import get_registry
 
-    registry = get_registry()
-    rng = np.random.default_rng(0)
+    run = RunDir.open(run_dir)
+    config = run.config()
+    h5.parent.mkdir(parents=True, exist_ok=True)
+    load_model(run).save_weights(h5)
+    spec = get_registry().get("model", config["model"]["name"])
+    model = config["model"]
+    described = spec.describe(tuple(model["image_size"]), model["channels"], len(config["classes"]), **model["options"])
+    emit({"parameters": int(described["parameters"]), "flops": float(described["flops"])})
 
-    def make_run(path: Path, model_name: str, size: int, options: dict) -> dict:
-        config = resolve(setup["project"])  # classes, infer settings; the model is replaced below
-        config["model"] = {"name": model_name, "image_size": [size, size], "channels": 3, "options": dict(options)}
-        config = validate_config(config)
-        spec = registry.get("model", model_name)
-        classes = len(config["classes"])
-        model = spec.build((size, size), config["model"]["channels"], classes, **config["model"]["options"])
-        path.mkdir(parents=True, exist_ok=True)
-        run = RunDir(path)
-        run.write_config(config)
-        model.save(run.model_path)
-        model.save_weights(path / "weights.weights.h5")
-        run.update_info(status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        described = spec.describe((size, size), config["model"]["channels"], classes, **config["model"]["options"])
-        return {"parameters": int(described["parameters"]), "flops": float(described["flops"])}
 
-    info = {}
-    info["main"] = make_run(work / "run", setup["model"], setup["size"], setup.get("model_options", {}))
-    images = work / "images"
-    for i in range(setup["images"]):
-        write_png(images / f"img_{i:03d}.png", cell_image(rng, setup["size"], setup["size"]))
-    info["tiled"] = make_run(
-        work / "tiled_run", setup["tiled_model"], setup["tiled_model_size"], setup.get("tiled_model_options", {})
-    )
-    for side in setup["tiled_sizes"]:
-        write_png(work / f"tiled_{side}" / f"big_{side}.png", cell_image(rng, side, side))
-    side = setup["tiled_model_size"]
-    for i in range(max(setup["counts"])):
-        write_png(work / "count_images" / f"c_{i:03d}.png", cell_image(rng, side, side))
-    write_json(work / "prepared.json", {"setup": setup, "models": info})
-    emit({"models": info})
+def child_cli(args: list[str], launch: float) -> None:
+    """Any `flexplat` command through its CLI; peak RSS covers the child processes it starts too."""
+    import resource
+
+    quiet_tf()
+    from flexplat.cli import cli
+
+    cli.main(args, standalone_mode=False)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    emit({"seconds": time.time() - launch, "children_peak_rss_mib": round(children, 1)})
 
 
 def child_flexplat(args: list[str], launch: float) -> None:
-    """`flexplat infer` through its CLI, with the time of the first prediction recorded."""
+    """`flexplat infer` through its CLI (any backend), with the time of the first prediction recorded."""
     quiet_tf()
     from flexplat.cli import cli
-    from flexplat.engine import infer
+    from flexplat.engine import segment
 
     first: list[float] = []
-    original_call = infer.Predictor.__call__
+    original_call = segment._Timed.__call__  # both backends' forward pass
 
     def timed_call(self, batch):
         result = original_call(self, batch)
@@ -159,15 +173,41 @@ def child_flexplat(args: list[str], launch: float) -> None:
             first.append(time.time())
         return result
 
-    infer.Predictor.__call__ = timed_call
+    segment._Timed.__call__ = timed_call
     cli.main(["infer", *args], standalone_mode=False)
     end = time.time()
     output = Path(args[args.index("--output") + 1])
     summary = json.loads((output / "summary.json").read_text())
-    emit({"first_prediction_s": first[0] - launch, "total_s": end - launch, "summary": summary})
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras"})
+    emit({"first_prediction_s": first[0] - launch, "total_s": end - launch, "summary": summary, "imported": heavy})
 
 
-def child_original(run_dir: Path, images: Path, output: Path, launch: float) -> None:
+def child_agree(run_dir: Path, images: Path) -> None:
+    """Both backends on the same prepared inputs in one process: max |p difference|, same argmax."""
+    quiet_tf()
+    import numpy as np
+
+    from flexplat.data.io import read_image
+    from flexplat.engine.export import ExportDir, default_export_dir
+    from flexplat.engine.infer import build_segmenter
+    from flexplat.engine.rundir import RunDir
+
+    run = RunDir.open(run_dir)
+    keras_seg = build_segmenter(run, None, None, 1, False, backend="tensorflow")
+    export = ExportDir.open(default_export_dir(run.path, "onnx"))
+    onnx_seg = build_segmenter(export, None, None, 1, False, backend="onnx")
+    worst, same, total = 0.0, 0, 0
+    for path in sorted(images.iterdir()):
+        net = keras_seg.network_view(read_image(path))
+        batch = keras_seg.prepare(net, keras_seg.framing_factor(*net.shape[:2])).array[None]
+        ours, theirs = keras_seg.predict_whole(batch), onnx_seg.predict_whole(batch)
+        worst = max(worst, float(np.max(np.abs(ours - theirs))))
+        same += int(np.sum(np.argmax(ours, -1) == np.argmax(theirs, -1)))
+        total += int(np.prod(ours.shape[:3]))
+    emit({"max_abs_difference": worst, "argmax_agreement": same / total, "pixels": total})
+
+
+def child_original(run_dir: Path, h5: Path, images: Path, output: Path, launch: float) -> None:
     """The original experiment's inference loop (see the module docstring)."""
     quiet_tf()
     import cv2
@@ -181,7 +221,7 @@ def child_original(run_dir: Path, images: Path, output: Path, launch: float) -> 
     height, width = config["model"]["image_size"]
     colors = [tuple(c["color"]) for c in config["classes"]]
     model = spec.build((height, width), config["model"]["channels"], len(colors), **config["model"]["options"])
-    model.load_weights(run_dir / "weights.weights.h5")
+    model.load_weights(h5)
     output.mkdir(parents=True, exist_ok=True)
     first = None
     started = time.time()
@@ -290,18 +330,94 @@ def run_child(role: str, *args: str, timeout: float = 3600) -> dict:
     return result
 
 
-def prepare(work: Path, setup: dict) -> dict:
+def flexplat_cli(*args: str) -> dict:
+    """One `flexplat` command in its own process: seconds, peak RSS (with its own child processes)."""
+    result = run_child("cli", *args, timeout=7200)
+    result["peak_rss_mb"] = max(result["peak_rss_mb"], result.pop("children_peak_rss_mib"))
+    return result
+
+
+CASES = {  # the two run folders: (run folder, prefix of the setup keys, images it segments)
+    "main": ("run", "", "images"),
+    "tiled": ("tiled_run", "tiled_", "images_small"),
+}
+
+
+def make_run(work: Path, setup: dict, case: str, console) -> dict:
+    """Generate smears and train a run folder through the CLI, as a user does; the original's .h5 beside."""
+    folder, prefix, _ = CASES[case]
+    model, size = setup[f"{prefix}model"], setup[f"{prefix}model_size" if prefix else "size"]
+    data, run = work / f"data_{case}", work / folder
+    console.print(f"flexplat generate + train: {model} {size} px, {setup[f'{prefix}train_images']} smears ...")
+    flexplat_cli("generate", setup["project"], "--synthetic", str(setup[f"{prefix}train_images"]),
+                 "--size", str(size), "--out", str(data), "--quiet")  # fmt: skip
+    sets = [f"model.name={model}", f"model.image_size=[{size}, {size}]", "train.callbacks.epoch_change_infer=false"]
+    if setup.get(f"{prefix}model_options"):
+        sets.append("model.options=" + json.dumps(setup[f"{prefix}model_options"]))
+    sets_args = [a for s in sets for a in ("--set", s)]
+    epochs = str(setup[f"{prefix}train_epochs"])
+    train = flexplat_cli("train", setup["project"], "--data", str(data), "--out", str(run), "--no-evaluate",
+                         "--epochs", epochs, *sets_args)  # fmt: skip
+    described = run_child("weights", str(run), str(original_weights(run)))
+    return {"model": model, "size": size, "parameters": described["parameters"], "flops": described["flops"],
+            "train_s": train["seconds"], "train_peak_rss_mb": train["peak_rss_mb"]}  # fmt: skip
+
+
+def original_weights(run: Path) -> Path:
+    return run.parent / "original" / f"{run.name}.weights.h5"
+
+
+def prepare(work: Path, setup: dict, console) -> dict:
+    """Run folders, the original's weight files and the images, made once per setup (cached in ``work``)."""
     marker = work / "prepared.json"
     if marker.is_file():
         data = json.loads(marker.read_text())
         if data.get("setup") == setup:
             return data["models"]
     if work.exists():
+        if not marker.is_file() and any(work.iterdir()):
+            raise SystemExit(f"{work}: not empty and not a work folder of this script; choose another --work")
         import shutil
 
-        shutil.rmtree(work)  # only our own cache folder (benchmarks/results/work-*)
+        shutil.rmtree(work)  # only our own cache folder (it holds prepared.json)
     work.mkdir(parents=True)
-    return run_child("prepare", str(work), json.dumps(setup))["models"]
+    models = {case: make_run(work, setup, case, console) for case in CASES}
+    run_child("images", str(work), json.dumps(setup))
+    write_json(marker, {"setup": setup, "models": models})
+    return models
+
+
+def available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def export_onnx(work: Path, case: str, setup: dict, models: dict, console) -> dict:
+    """`flexplat export RUN --format onnx` through the CLI, once per run folder (the result is cached),
+    or the reason it was not made (the 125M model's export needs about 18 GB)."""
+    from flexplat.engine.export import LARGE_MODEL_BYTES, ExportDir, default_export_dir
+
+    run = work / CASES[case][0]
+    record, target = work / f"export_{case}.json", default_export_dir(run, "onnx")
+    if record.is_file() and ExportDir.is_export(target):
+        return json.loads(record.read_text())
+    large = models[case]["parameters"] * 4 > LARGE_MODEL_BYTES
+    if large and available_gb() < setup["export_min_available_gb"]:
+        reason = (
+            f"{available_gb():.1f} GB available; the export needs about 18 GB (>= {setup['export_min_available_gb']})"
+        )
+        console.print(f"[yellow]ONNX export of {run} skipped: {reason}[/]")
+        return {"skipped": reason}
+    console.print(f"flexplat export {run} --format onnx ...")
+    result = flexplat_cli("export", str(run), "--format", "onnx", "--overwrite")
+    manifest = ExportDir.open(target).manifest
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    info = {"seconds": result["seconds"], "peak_rss_mb": result["peak_rss_mb"], "mb": size / 1e6,
+            "route": manifest.get("route"), "check": manifest.get("check")}  # fmt: skip
+    write_json(record, info)
+    return info
 
 
 def fresh(path: Path) -> Path:
@@ -313,94 +429,200 @@ def fresh(path: Path) -> Path:
     return path
 
 
+def infer(work: Path, case: str, backend: str) -> dict:
+    """`flexplat infer --backend BACKEND` on the case's images; images at the model size, so
+    ``--no-rescale`` resizes nothing - the same work as the original's loop."""
+    folder, _, images = CASES[case]
+    out = fresh(work / f"out_{case}_{backend}")
+    args = ["--images", str(work / images), "--run", str(work / folder), "--output", str(out)]
+    return run_child("flexplat", *args, "--backend", backend, "--no-rescale")
+
+
+def measure_round(work: Path, setup: dict, exports: dict, console, label: str) -> dict:
+    """One round: per run folder the original-style loop and `flexplat infer` on each backend."""
+    result: dict = {}
+    for case, (folder, _, images) in CASES.items():
+        run = work / folder
+        console.print(f"{label}: {case} run: original-style loop, flexplat infer tensorflow / onnx ...")
+        out = str(fresh(work / f"out_{case}_original"))
+        entry = {"original": run_child("original", str(run), str(original_weights(run)), str(work / images), out)}
+        entry["tensorflow"] = infer(work, case, "tensorflow")
+        if "skipped" not in exports[case]:
+            entry["onnx"] = infer(work, case, "onnx")
+        result[case] = entry
+    console.print(f"{label}: pure forward pass and FLOP/s ceiling ...")
+    result["forward"] = run_child("forward", str(work / "run"), str(work / "images"), str(setup["matmul"]))
+    return result
+
+
+def measure_tiled(work: Path, setup: dict, console) -> list[dict]:
+    """`flexplat infer` (TensorFlow) on one big image per size with the small model's run, tiled."""
+    tiled = []
+    for side in setup["tiled_sizes"]:
+        console.print(f"tiled {side}x{side} ...")
+        out = fresh(work / f"out_tiled_{side}")
+        args_tiled = ["--images", str(work / f"tiled_{side}"), "--run", str(work / "tiled_run")]
+        result = run_child("tiled", *args_tiled, "--output", str(out), "--backend", "tensorflow", "--no-rescale")
+        timings = result["summary"]["timings"]
+        megapixels = side * side / 1e6
+        tiled.append(
+            {
+                "side": side,
+                "megapixels": megapixels,
+                "seconds": timings["processing_seconds"],
+                "seconds_per_megapixel": timings["processing_seconds"] / megapixels,
+                "model_seconds_per_megapixel": timings["model_seconds"] / megapixels,
+                "wall_s": result["wall_s"],
+                "peak_rss_mb": result["peak_rss_mb"],
+            }
+        )
+    return tiled
+
+
+def measure_counts(work: Path, setup: dict, console) -> list[dict]:
+    """`flexplat infer` (TensorFlow) on growing numbers of model-size images."""
+    counts = []
+    pool = sorted((work / "count_images").iterdir())
+    for n in setup["counts"]:
+        console.print(f"count scaling: {n} images ...")
+        folder = fresh(work / f"count_{n}")
+        folder.mkdir()
+        for path in pool[:n]:
+            (folder / path.name).symlink_to(path)
+        out = fresh(work / f"out_count_{n}")
+        args = ["--images", str(folder), "--run", str(work / "tiled_run"), "--output", str(out)]
+        result = run_child("tiled", *args, "--backend", "tensorflow", "--no-rescale")
+        timings = result["summary"]["timings"]
+        counts.append(
+            {
+                "images": n,
+                "seconds": timings["processing_seconds"],
+                "seconds_per_image": timings["processing_seconds"] / n,
+                "model_seconds_per_image": timings["model_seconds"] / n,
+                "peak_rss_mb": result["peak_rss_mb"],
+            }
+        )
+    return counts
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model and images (quick check)")
     parser.add_argument("--images", type=int, help="number of images (default 20; smoke 4)")
-    parser.add_argument("--work", type=Path, help="cache folder for models and images (default benchmarks/results/)")
+    parser.add_argument(
+        "--work", type=Path, help="cache folder for runs, exports, images (default benchmarks/results/)"
+    )
     parser.add_argument("--out", type=Path, help="JSON result file (default benchmarks/results/inference-*.json)")
     parser.add_argument("--skip-tiled", action="store_true", help="skip the scaling groups (tiled sizes, image counts)")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="repeat the main group; the best (least disturbed) figure counts"
+        "--rounds", type=int, default=2, help="repeat the main groups; the best (least disturbed) figure counts"
     )
     args = parser.parse_args(argv)
 
     setup = dict(SMOKE if args.smoke else FULL)
     if args.images:
         setup["images"] = args.images
-    work = args.work or RESULTS / f"work-{setup['name']}"
+    work = (args.work or RESULTS / f"work-{setup['name']}").resolve()
     from rich.console import Console
 
     console = Console()
     started = time.time()
     console.print(f"[bold]Inference benchmark[/] ({setup['name']}); work folder {work}")
-    models = prepare(work, setup)
-    run_dir, images = work / "run", work / "images"
-
-    rounds: list[dict] = []
-    for index in range(args.rounds):
-        console.print(f"round {index + 1}/{args.rounds}: original-style loop ...")
-        original = run_child("original", str(run_dir), str(images), str(fresh(work / "out_original")))
-        console.print(f"round {index + 1}/{args.rounds}: flexplat infer ...")
-        flex_out = fresh(work / "out_flexplat")
-        flexplat = run_child("flexplat", "--images", str(images), "--run", str(run_dir), "--output", str(flex_out))
-        console.print(f"round {index + 1}/{args.rounds}: pure forward pass and FLOP/s ceiling ...")
-        forward = run_child("forward", str(run_dir), str(images), str(setup["matmul"]))
-        rounds.append({"original": original, "flexplat": flexplat, "forward": forward})
-    original, flexplat, forward = best_of(rounds)
-
-    tiled = []
-    if not args.skip_tiled:
-        for side in setup["tiled_sizes"]:
-            console.print(f"tiled {side}x{side} ...")
-            out = fresh(work / f"out_tiled_{side}")
-            args_tiled = ["--images", str(work / f"tiled_{side}"), "--run", str(work / "tiled_run")]
-            result = run_child("tiled", *args_tiled, "--output", str(out))
-            timings = result["summary"]["timings"]
-            megapixels = side * side / 1e6
-            tiled.append(
-                {
-                    "side": side,
-                    "megapixels": megapixels,
-                    "seconds": timings["processing_seconds"],
-                    "seconds_per_megapixel": timings["processing_seconds"] / megapixels,
-                    "model_seconds_per_megapixel": timings["model_seconds"] / megapixels,
-                    "wall_s": result["wall_s"],
-                    "peak_rss_mb": result["peak_rss_mb"],
-                }
-            )
-
-    counts = []
-    if not args.skip_tiled:
-        pool = sorted((work / "count_images").iterdir())
-        for n in setup["counts"]:
-            console.print(f"count scaling: {n} images ...")
-            folder = fresh(work / f"count_{n}")
-            folder.mkdir()
-            for path in pool[:n]:
-                (folder / path.name).symlink_to(path)
-            out = fresh(work / f"out_count_{n}")
-            result = run_child("tiled", "--images", str(folder), "--run", str(work / "tiled_run"), "--output", str(out))
-            timings = result["summary"]["timings"]
-            counts.append(
-                {
-                    "images": n,
-                    "seconds": timings["processing_seconds"],
-                    "seconds_per_image": timings["processing_seconds"] / n,
-                    "model_seconds_per_image": timings["model_seconds"] / n,
-                    "peak_rss_mb": result["peak_rss_mb"],
-                }
-            )
+    models = prepare(work, setup, console)
+    exports = {case: export_onnx(work, case, setup, models, console) for case in CASES}
+    rounds = [measure_round(work, setup, exports, console, f"round {i + 1}/{args.rounds}") for i in range(args.rounds)]
+    main_rounds = [{"original": r["main"]["original"], "flexplat": r["main"]["tensorflow"], "forward": r["forward"]}
+                   for r in rounds]  # fmt: skip
+    original, flexplat, forward = best_of(main_rounds)
+    tiled = [] if args.skip_tiled else measure_tiled(work, setup, console)
+    counts = [] if args.skip_tiled else measure_counts(work, setup, console)
 
     report = summarise(setup, models, original, flexplat, forward, tiled, counts)
+    report["backends"] = {
+        case: backend_summary(
+            models[case], exports[case], [r[case] for r in rounds], work / CASES[case][0], work / CASES[case][2]
+        )
+        for case in CASES
+    }
     report["rounds"] = rounds
     report["machine"] = machine()
     report["benchmark_seconds"] = round(time.time() - started, 1)
     render(report, console)
+    render_backends(report["backends"], console)
     out = args.out or RESULTS / f"inference-{setup['name']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json(out, report)
     console.print(f"JSON: {out}")
     return report
+
+
+def _steady(result: dict) -> float:
+    """Seconds per image from the first prediction to the last file written, as for the original."""
+    return (result["total_s"] - result["first_prediction_s"]) / max(1, result["summary"]["counts"]["processed"] - 1)
+
+
+def backend_summary(model: dict, export: dict, rounds: list[dict], run: Path, images: Path) -> dict:
+    """ONNX Runtime against TensorFlow and the original-style loop for one run folder (issue 13)."""
+    best: dict = {}
+    for name in ("original", "tensorflow", "onnx"):
+        results = [r[name] for r in rounds if name in r]
+        if not results:
+            continue
+        per_image = [r["seconds_per_image"] if name == "original" else _steady(r) for r in results]
+        best[name] = {
+            "first_prediction_s": min(r["first_prediction_s"] for r in results),
+            "seconds_per_image": min(per_image),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "imported": results[0].get("imported"),
+        }
+    report = {"model": model, "export": export, "best": best}
+    tf, orig = best["tensorflow"], best["original"]
+    report["tensorflow_vs_original"] = {
+        "start_up": tf["first_prediction_s"] / orig["first_prediction_s"],
+        "peak_rss": tf["peak_rss_mb"] / orig["peak_rss_mb"],
+    }
+    if "onnx" in best:
+        onnx = best["onnx"]
+        report["onnx_vs"] = {
+            "start_up_tensorflow": onnx["first_prediction_s"] / tf["first_prediction_s"],
+            "start_up_original": onnx["first_prediction_s"] / orig["first_prediction_s"],
+            "per_image_tensorflow": onnx["seconds_per_image"] / tf["seconds_per_image"],
+            "peak_rss_tensorflow": onnx["peak_rss_mb"] / tf["peak_rss_mb"],
+        }
+        report["agreement"] = run_child("agree", str(run), str(images))
+    return report
+
+
+def render_backends(backends: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Backends: flexplat infer on run folders written by flexplat train")
+    for column in ("run", "measure", "original-style", "tensorflow", "onnx", "onnx / tf", "onnx / original"):
+        table.add_column(column, justify="left" if column in ("run", "measure") else "right")
+    for b in backends.values():
+        best, name = b["best"], f"{b['model']['model']} {b['model']['size']} px"
+        onnx, ratios = best.get("onnx"), b.get("onnx_vs", {})
+        for measure, key, fmt, ratio_keys in (
+            (
+                "start-up to 1st prediction (s)",
+                "first_prediction_s",
+                "{:.2f}",
+                ("start_up_tensorflow", "start_up_original"),
+            ),
+            ("per image (s)", "seconds_per_image", "{:.3f}", ("per_image_tensorflow", None)),
+            ("peak RSS (MB)", "peak_rss_mb", "{:.0f}", ("peak_rss_tensorflow", None)),
+        ):
+            table.add_row(
+                name, measure, fmt.format(best["original"][key]), fmt.format(best["tensorflow"][key]),
+                fmt.format(onnx[key]) if onnx else "-",
+                *(f"{ratios[k]:.2f}" if k and k in ratios else "" for k in ratio_keys),
+            )  # fmt: skip
+        agree = b.get("agreement")
+        if agree:
+            table.add_row(name, "max |p diff|, same argmax", "", "", f"{agree['max_abs_difference']:.1e}",
+                          f"{agree['argmax_agreement']:.6%}", "")  # fmt: skip
+        if "skipped" in b["export"]:
+            table.add_row(name, "ONNX export skipped", "", "", b["export"]["skipped"], "", "")
+    console.print(table)
 
 
 def best_of(rounds: list[dict]) -> tuple[dict, dict, dict]:
@@ -618,18 +840,19 @@ def _print_table(console, title: str, columns: tuple, rows: list[tuple], peak_rs
 
 def child_main(argv: list[str]) -> None:
     role, launch, rest = argv[1], float(argv[3]), argv[4:]
-    if role == "prepare":
-        child_prepare(Path(rest[0]), json.loads(rest[1]))
-    elif role == "flexplat":
-        child_flexplat(rest, launch)
-    elif role == "original":
-        child_original(Path(rest[0]), Path(rest[1]), Path(rest[2]), launch)
-    elif role == "forward":
-        child_forward(Path(rest[0]), Path(rest[1]), int(rest[2]))
-    elif role == "tiled":
-        child_tiled(rest)
-    else:
+    roles = {
+        "images": lambda: child_images(Path(rest[0]), json.loads(rest[1])),
+        "weights": lambda: child_weights(Path(rest[0]), Path(rest[1])),
+        "cli": lambda: child_cli(rest, launch),
+        "flexplat": lambda: child_flexplat(rest, launch),
+        "agree": lambda: child_agree(Path(rest[0]), Path(rest[1])),
+        "original": lambda: child_original(Path(rest[0]), Path(rest[1]), Path(rest[2]), Path(rest[3]), launch),
+        "forward": lambda: child_forward(Path(rest[0]), Path(rest[1]), int(rest[2])),
+        "tiled": lambda: child_tiled(rest),
+    }
+    if role not in roles:
         raise SystemExit(f"unknown child role {role}")
+    roles[role]()
 
 
 if __name__ == "__main__":

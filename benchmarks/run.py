@@ -5,8 +5,10 @@
     python benchmarks/run.py --skip zheng     # leave out a script (inference, training, zheng, cross_domain)
 
 Runs, one after the other and each in its own processes, ``inference.py`` (start-up, per-image
-overhead, FLOP ceiling, tiled and image-count scaling), ``training.py`` (memory 200 vs 2,000 images,
-training speed) and ``zheng_accuracy.py --compare`` (flexunet-small vs flexunet on the real Zheng
+overhead, FLOP ceiling, tiled and image-count scaling, and issue 13's ONNX Runtime against
+TensorFlow and the original-style loop on run folders written by ``flexplat train``; the 125M
+model's ONNX export needs about 18 GB and is cached with ``--inference-work DIR``), ``training.py`` (memory 200 vs 2,000
+images, training speed) and ``zheng_accuracy.py --compare`` (flexunet-small vs flexunet on the real Zheng
 images; skipped when ../shared is absent) and ``cross_domain.py`` (issue 12: models on another lab's
 images; also needs ../shared) and ``distributed.py`` (issue 14: images/s with 1 and 2 workers, the
 8-GPU estimate). Each writes its own JSON into
@@ -78,6 +80,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *cross_domain_rows(results.get("cross_domain")),
         *tiled_rows(inf.get("tiled")),
         *count_rows(inf),
+        *backend_rows(inf.get("backends")),
         *distributed_rows(results.get("distributed")),
     ]
 
@@ -267,6 +270,44 @@ def distributed_rows(dist: dict[str, Any] | None) -> list[Row]:
     return out
 
 
+def backend_rows(backends: dict[str, Any] | None) -> list[Row]:
+    """Issue 13: ONNX Runtime against TensorFlow and the original-style loop, per run folder."""
+    out: list[Row] = []
+    for b in (backends or {}).values():
+        name, best, tf_vs = b["model"]["model"], b["best"], b["tensorflow_vs_original"]
+        tf, orig = best["tensorflow"], best["original"]
+        out += [
+            ("0 tensorflow", f"{name}: start-up, tensorflow / original-style",
+             f"{tf['first_prediction_s']:.2f} / {orig['first_prediction_s']:.2f} s = {tf_vs['start_up']:.2f}",
+             "< 1", tf_vs["start_up"] < 1),
+            ("0 tensorflow", f"{name}: peak RSS, tensorflow / original-style",
+             f"{tf['peak_rss_mb']:.0f} / {orig['peak_rss_mb']:.0f} MB = {tf_vs['peak_rss']:.2f}", "< 1",
+             tf_vs["peak_rss"] < 1),
+        ]  # fmt: skip
+        if "onnx" not in best:
+            out.append(("7 onnx", f"{name}: ONNX export", f"skipped: {b['export'].get('skipped')}", "", None))
+            continue
+        onnx, vs, agree = best["onnx"], b["onnx_vs"], b["agreement"]
+        out += [
+            ("7 onnx", f"{name}: start-up, onnx / tensorflow",
+             f"{onnx['first_prediction_s']:.2f} / {tf['first_prediction_s']:.2f} s = {vs['start_up_tensorflow']:.2f}",
+             "<= 0.2", vs["start_up_tensorflow"] <= 0.2),
+            ("7 onnx", f"{name}: start-up, onnx / original-style", f"{vs['start_up_original']:.2f}", "<= 0.15",
+             vs["start_up_original"] <= 0.15),
+            ("7 onnx", f"{name}: per image, onnx / tensorflow",
+             f"{onnx['seconds_per_image']:.3f} / {tf['seconds_per_image']:.3f} s = {vs['per_image_tensorflow']:.2f}",
+             "<= 0.8", vs["per_image_tensorflow"] <= 0.8),
+            ("7 onnx", f"{name}: max |p difference| onnx vs tensorflow", f"{agree['max_abs_difference']:.1e}",
+             "<= 1e-4", agree["max_abs_difference"] <= 1e-4),
+            ("7 onnx", f"{name}: same argmax", f"{agree['argmax_agreement']:.5%}", ">= 99.9 %",
+             agree["argmax_agreement"] >= 0.999),
+            ("7 onnx", f"{name}: peak RSS onnx / tensorflow",
+             f"{onnx['peak_rss_mb']:.0f} / {tf['peak_rss_mb']:.0f} MB = {vs['peak_rss_tensorflow']:.2f}", "reported",
+             None),
+        ]  # fmt: skip
+    return out
+
+
 def render(table_rows: list[Row], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -285,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="tiny models and data: checks every path, not speed")
     parser.add_argument("--skip", action="append", choices=SCRIPTS, default=[], help="leave a script out")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/run-<time>)")
+    parser.add_argument("--inference-work", type=Path, help="inference.py's cache of run folders and exports")
     parser.add_argument("--zheng-budget", type=float, default=15.0, help="training minutes per model (zheng)")
     args = parser.parse_args(argv)
 
@@ -298,7 +340,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skipped: dict[str, str] = {name: "--skip" for name in args.skip}
 
     if "inference" not in skipped:
-        run_script("inference", [*smoke, "--out", str(out / "inference.json")], out / "inference.log")
+        work = ["--work", str(args.inference_work)] if args.inference_work else []
+        run_script("inference", [*smoke, *work, "--out", str(out / "inference.json")], out / "inference.log")
         results["inference"] = json.loads((out / "inference.json").read_text())
     if "training" not in skipped:
         run_script("training", [*smoke, "--out", str(out / "training.json")], out / "training.log")

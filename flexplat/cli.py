@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from rich.console import Console
 from flexplat.errors import FlexplatError
 from flexplat.plugins import get_system
 from flexplat.registry import KINDS
+from flexplat.runtime import VERBOSE_ENV, configure_logging, require_tensorflow, verbose
 from flexplat.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,6 +27,18 @@ class FlexplatGroup(click.Group):
             return super().invoke(ctx)
         except FlexplatError as exc:
             raise click.ClickException(str(exc)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a plugin's code failed while a command ran: name the plugin, not a traceback
+            blamed = None if verbose() else get_system().blame(exc)
+            if blamed is None:
+                raise
+            plugin, where = blamed
+            raise click.ClickException(
+                f"plugin '{plugin.name}' ({plugin.distribution} {plugin.version}) failed: {type(exc).__name__}: "
+                f"{exc} (at {where}); report it to the plugin's authors, or run without what it provides "
+                f"(`flexplat --verbose ...` shows the traceback)"
+            ) from None
 
 
 def console(stderr: bool = False) -> Console:
@@ -70,7 +82,11 @@ def config_layer_options(command: F) -> F:
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="flexplat")
-def cli() -> None:
+@click.option(
+    "--verbose", is_flag=True,
+    help=f"Show the libraries' own logs (TensorFlow, OpenCV) and plugin tracebacks; or set {VERBOSE_ENV}=1.",
+)  # fmt: skip
+def cli(verbose: bool) -> None:
     """flexplat: train, evaluate and run segmentation models from plugins.
 
     \b
@@ -78,6 +94,7 @@ def cli() -> None:
       flexplat train leukocyte --demo
       flexplat infer --images projects/leukocyte/mini_test/images
     """
+    configure_logging(verbose)
 
 
 @cli.command(name="list")
@@ -222,6 +239,7 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
     from flexplat.engine.evaluate import evaluate_run, render_evaluation
     from flexplat.engine.train import train as train_run
 
+    require_tensorflow("`flexplat train`")
     out_console = console()
     if resume:
         given = (project, config_file, sets, data, epochs, batch_size, seed is not None, demo, init, init_weights)
@@ -282,6 +300,14 @@ def _scale_settings(settings: dict) -> dict:
     return settings
 
 
+def backend_option(command: Callable) -> Callable:
+    """``--backend``, shared by ``infer`` and ``evaluate``."""
+    return click.option(
+        "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
+        help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
+    )(command)  # fmt: skip
+
+
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True)
@@ -290,17 +316,19 @@ def _scale_settings(settings: dict) -> dict:
     help="Score EVERY labelled image of this folder instead (images + masks, or any codec's layout).",
 )  # fmt: skip
 @config_layer_options
+@backend_option
 @prediction_options
-def evaluate_command(run_dir: str, split: str, data: str | None, config_file, sets, **settings) -> None:
+def evaluate_command(run_dir: str, split: str, data: str | None, config_file, sets, backend, **settings) -> None:
     """Per-class Dice/IoU, whole-object Dice/IoU and object class accuracy of a trained run."""
     from flexplat.engine.evaluate import evaluate_run, render_evaluation
     from flexplat.engine.rundir import RunDir
 
     if (config_file or sets) and data is None:
         raise click.UsageError("--config/--set describe a --data folder; give --data DIR too")
+    require_tensorflow("`flexplat evaluate`")
     figures = evaluate_run(
         RunDir.open(run_dir), split, data=data, config_file=config_file, sets=sets, console=console(),
-        required=True, settings=_scale_settings(settings),
+        required=True, settings=_scale_settings(settings), backend=backend,
     )  # fmt: skip
     render_evaluation(figures, console())
 
@@ -328,10 +356,7 @@ class InferGroup(FlexplatGroup):
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option(
-    "--backend", type=click.Choice(["auto", "tensorflow", "onnx"]), default="auto", show_default=True,
-    help="auto: the ONNX export (RUN/export/onnx or --run EXPORT) when onnxruntime is installed, else TensorFlow.",
-)  # fmt: skip
+@backend_option
 @click.option(
     "--shard", metavar="I/N",
     help="Only shard I of N (0 <= I < N) of the images, chosen by a hash of each file name; join with `infer merge`.",
@@ -387,7 +412,10 @@ def export_command(run_dir: str, fmt: str, out: str | None, overwrite: bool, lar
     from flexplat.engine.export import export_run
     from flexplat.engine.rundir import RunDir
 
+    require_tensorflow("`flexplat export`")
     result = export_run(RunDir.open(run_dir), fmt, out, overwrite=overwrite, large_model=large_model)
+    for note in result.tidied:
+        click.echo(f"Interrupted export: {note}")
     click.echo(f"Exported {fmt} to {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
     if result.max_abs_difference is not None:
         shape = "x".join(str(v) for v in result.probe_shape)
@@ -428,8 +456,10 @@ def data_check(
 
 
 def main() -> None:
-    # TensorFlow's C++ start-up notices (CPU features, oneDNN) are noise for CLI users; keep warnings.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    configure_logging()  # before any library loads; `--verbose` may turn the logs back on
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         cli()
     except FlexplatError as exc:  # e.g. strict mode: a plugin failed while commands were loaded

@@ -22,6 +22,11 @@ def register_callbacks(register):
 
 
 @hookspec
+def register_backgrounds(register):
+    """Register copy-paste backgrounds: ``register(flexplat.BackgroundSpec(...))``."""
+
+
+@hookspec
 def register_projects(register):
     """Register projects (classes, default config, data): ``register(flexplat.ProjectSpec(...))``."""
 

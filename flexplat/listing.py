@@ -53,11 +53,15 @@ def render_list(data: dict[str, Any], console: Console) -> None:
     kinds = [k for k in KINDS if any(i["kind"] == k for i in data["items"])]
     for kind in kinds:
         table = Table(title=f"{kind}s", title_justify="left", expand=False)
-        for column in ("name", "plugin", "distribution", "version", "description"):
-            table.add_column(column, overflow="fold")
+        # at 80 columns five columns squeezed the description into one word per line: the plugin,
+        # its distribution and version share one column, and the description keeps a readable width
+        table.add_column("name", overflow="fold", max_width=20)
+        table.add_column("plugin (distribution)", overflow="fold", max_width=24)
+        table.add_column("description")
         for item in data["items"]:
             if item["kind"] == kind:
-                table.add_row(item["name"], item["plugin"], item["distribution"], item["version"], item["description"])
+                origin = f"{item['plugin']}\n[dim]{item['distribution']} {item['version']}[/]"
+                table.add_row(item["name"], origin, item["description"])
         console.print(table)
     if not kinds:
         console.print("No items registered.")
@@ -71,9 +75,16 @@ def render_list(data: dict[str, Any], console: Console) -> None:
 
 
 def options_table(options: dict[str, Option], title: str = "options") -> Table:
+    """Options with their defaults, types and help; at 80 columns the help keeps a readable width.
+
+    The other columns are capped (long defaults and choice lists fold within them), so the prose
+    column takes the rest instead of wrapping one word per line.
+    """
     table = Table(title=title, title_justify="left")
-    for column in ("option", "default", "type", "help"):
-        table.add_column(column, overflow="fold")
+    table.add_column("option", overflow="fold", max_width=20)
+    table.add_column("default", overflow="fold", max_width=12)
+    table.add_column("type", overflow="fold", max_width=14)
+    table.add_column("help")
     for name, option in options.items():
         table.add_row(name, repr(option.default), option.describe_type(), option.help)
     return table

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -33,6 +34,7 @@ HOOK_KINDS = {
     "register_models": "model",
     "register_codecs": "codec",
     "register_callbacks": "callback",
+    "register_backgrounds": "background",
     "register_projects": "project",
 }
 
@@ -170,6 +172,20 @@ class PluginSystem:
         """Let plugins add their click commands to ``cli``."""
         self.load()
         self._call_each("register_commands", cli=cli)
+
+    def blame(self, exc: BaseException) -> tuple[PluginInfo, str] | None:
+        """The non-built-in plugin whose code raised ``exc`` (innermost frame first) and where, else None."""
+        packages = {}
+        for name, plugin in self.pm.list_name_plugin():
+            dist, version, builtin = self._origins.get(name, ("(local)", "", False))
+            module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+            if not builtin and module:
+                packages[module.split(".")[0]] = PluginInfo(name, dist, version, (), builtin)
+        for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+            package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+            if package in packages:
+                return packages[package], f"{frame.f_code.co_filename}:{line}"
+        return None
 
     def plugins(self) -> list[PluginInfo]:
         self.load()

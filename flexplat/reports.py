@@ -39,19 +39,24 @@ def _splits_with_files(report: CheckReport) -> list[SplitReport]:
 
 
 def _splits_table(report: CheckReport) -> Table:
-    """One row per split: pairs, usable pairs, unpaired files, snapped pixels."""
+    """One row per split: pairs, usable pairs, unpaired files, snapped pixels (files), then the folders.
+
+    Short headers and the (long) source folders in the last, folding column keep it readable at
+    80 columns (long headers wrapped into one word per line, folders were cut with an ellipsis).
+    """
     table = Table(title="Splits", title_justify="left")
-    for column in ("split", "source", "pairs", "usable", "image w/o mask", "mask w/o image", "snapped px (files)"):
-        table.add_column(column, justify="left" if column in ("split", "source") else "right")
+    for column in ("split", "pairs", "usable", "no mask", "no image", "snapped"):
+        table.add_column(column, justify="left" if column == "split" else "right", no_wrap=True)
+    table.add_column("folders", overflow="fold")
     for s in report.splits.values():
         table.add_row(
             s.name,
-            s.source,
             str(s.pairs),
             str(s.usable),
             _count(len(s.images_without_mask)),
             _count(len(s.masks_without_image)),
-            f"{s.snapped_pixels} ({len(s.snapped)})",
+            f"{s.snapped_pixels} px ({len(s.snapped)})" if s.snapped_pixels else "0",
+            s.source,
         )
     return table
 

@@ -81,6 +81,21 @@ AUGMENT_SCHEMA: dict[str, Option] = {
         min=0,
         max=100,
     ),
+    "paste": Option(
+        0.0,
+        "copy-paste: chance that an image's objects are moved onto a background drawn by paste_background, at a "
+        "random position (composited in optical density); shows the model what surrounds objects in other "
+        "labs' images as background (0 = off)",
+        min=0.0,
+        max=1.0,
+    ),
+    "paste_background": Option(
+        "",
+        "the registered background that paste draws (`flexplat list --kind background`); required when paste > 0",
+    ),
+    "paste_empty": Option(
+        0.0, "share of pasted images that show the background alone (no object, all-background mask)", min=0.0, max=1.0
+    ),
     "probability": Option(
         1.0,
         "chance that each enabled transform (rotation/scale/shift, elastic, each colour, stain, gamma, blur, "

@@ -85,6 +85,22 @@ class CallbackSpec:
 
 
 @dataclass(frozen=True)
+class BackgroundSpec:
+    """An object-free background that copy-paste augmentation moves training objects onto.
+
+    ``render(rng, (height, width), object_diameter)`` returns an RGB uint8 image of that size: a
+    field as the target images show it around their objects (e.g. red cells around a leukocyte),
+    drawn for objects ``object_diameter`` pixels across, with its own random look from ``rng`` (a
+    ``numpy.random.Generator``). Users pick it with ``train.augment.paste_background``.
+    """
+
+    name: str
+    description: str
+    render: Callable[..., Any]
+    kind = "background"
+
+
+@dataclass(frozen=True)
 class ProjectSpec:
     """A project: its classes, default config and where its data comes from.
 
@@ -128,4 +144,10 @@ def nearest_multiples(value: int, multiple: int) -> tuple[int, int]:
     return lower, lower + multiple
 
 
-SPEC_TYPES = {"model": ModelSpec, "codec": CodecSpec, "callback": CallbackSpec, "project": ProjectSpec}
+SPEC_TYPES = {
+    "model": ModelSpec,
+    "codec": CodecSpec,
+    "callback": CallbackSpec,
+    "background": BackgroundSpec,
+    "project": ProjectSpec,
+}

@@ -15,10 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 from flexplat.testing import plugin_system
+
+if TYPE_CHECKING:
+    from flexplat.engine.rundir import RunDir
 
 TINY_FILE = Path(__file__).resolve().parent / "plugin_fixtures" / "flexplat_tiny.py"
 TINY_VERSION = "0.0.1"
@@ -61,6 +65,29 @@ class Site:
         pythonpath = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
         return {**os.environ, "PYTHONPATH": pythonpath, **extra}
 
+    def env_without(self, *blocked: str, **extra: str) -> dict[str, str]:
+        """:meth:`env` in which importing any of the top-level packages ``blocked`` raises ImportError
+        (ModuleNotFoundError), as if they were not installed."""
+        folder = self.path.parent / f"blocker-{'-'.join(sorted(blocked))}"
+        folder.mkdir(exist_ok=True)
+        (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(blocked)), encoding="utf-8")
+        env = self.env(**extra)
+        env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
+        return env
+
+
+BLOCKER = """
+import importlib.abc, sys
+
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked in this test)", name=name)
+        return None
+
+sys.meta_path.insert(0, _Block())
+"""
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
@@ -69,3 +96,25 @@ def site(tmp_path: Path) -> Site:
     site.path.mkdir()
     site.add("flexplat_tiny", TINY_FILE.read_text(encoding="utf-8"), "flexplat-tiny", "tiny")
     return site
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory) -> RunDir:
+    """A completed run folder holding a one-layer Keras model on 32x32 inputs (no training needed)."""
+    keras = pytest.importorskip("keras")
+    from flexplat.config import SCHEMA
+    from flexplat.engine.rundir import RunDir
+    from flexplat.options import defaults
+    from flexplat.testing import sample_classes
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    config = defaults(SCHEMA)
+    config.update(project="test", classes=[{"name": c.name, "color": list(c.color)} for c in sample_classes(3)])
+    config["model"]["image_size"] = [32, 32]
+    run = RunDir(tmp_path_factory.mktemp("runs") / "run")
+    run.path.mkdir()
+    run.write_config(config)
+    model.save(run.model_path)
+    run.update_info(status="completed", finished="2026-01-01T10:00:00")
+    return run

@@ -345,15 +345,16 @@ def test_training_failures_become_resumable_messages(tmp_path):
 
     run = RunDir.create(tmp_path / "run", None)
     run.update_info(status="running")
+    config = {"train": {"learning_rate": 1e-3}}  # what a non-finite loss message would quote
     bad_file = tf.errors.InvalidArgumentError(None, None, "flexplat.errors.DataError: a.png: cannot decode")
-    error = _training_failure(run, bad_file, multi_worker=True)
+    error = _training_failure(run, bad_file, config, multi_worker=True)
     assert isinstance(error, DataError) and "a.png: cannot decode" in str(error) and "--resume" in str(error)
     lost = tf.errors.DeadlineExceededError(None, None, "Collective ops timed out")
-    error = _training_failure(run, lost, multi_worker=True)
+    error = _training_failure(run, lost, config, multi_worker=True)
     assert isinstance(error, FlexplatError) and "multi-worker training stopped" in str(error)
     assert run.info()["status"] == "failed"
-    assert _training_failure(None, lost) is lost  # one process: TensorFlow's own error, unchanged
-    error = _training_failure(run, KeyboardInterrupt())
+    assert _training_failure(None, lost, config) is lost  # one process: TensorFlow's own error, unchanged
+    error = _training_failure(run, KeyboardInterrupt(), config)
     assert "interrupted" in str(error) and run.info()["status"] == "interrupted"
 
 

@@ -19,6 +19,7 @@ def test_hooks_found():
         "register_models",
         "register_codecs",
         "register_callbacks",
+        "register_backgrounds",
         "register_projects",
         "register_commands",
     }

@@ -139,3 +139,26 @@ def test_out_folder_with_files_is_never_reused(tmp_path):
     with pytest.raises(flexplat.FlexplatError, match="already holds files"):
         train(tiny_config(tmp_path), out=out)
     assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_training_pastes_onto_the_configured_background(tmp_path, tiny_plugin):
+    """The training pipeline draws from the registered background that train.augment names."""
+    from flexplat.engine.train import train
+
+    drawn = []
+
+    def render(rng, size, diameter):
+        drawn.append((size, diameter))
+        import numpy as np
+
+        return np.full((*size, 3), 200, np.uint8)
+
+    spec = flexplat.BackgroundSpec("plain-glass", "d", render)
+    plugin = types.SimpleNamespace(
+        __name__="glass-plugin", register_backgrounds=flexplat.hookimpl(lambda register: register(spec))
+    )
+    with plugin_system(tiny_plugin, plugin):
+        config = tiny_config(tmp_path, epochs=1, augment={"paste": 1.0, "paste_background": "plain-glass"})
+        run = train(config, out=tmp_path / "run")
+    assert run.info()["status"] == "completed"
+    assert drawn and all(size == (32, 32) and diameter > 0 for size, diameter in drawn)

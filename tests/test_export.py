@@ -133,6 +133,32 @@ def test_export_refuses_to_overwrite_and_names_the_flag(runs, exports, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no staging folders left behind
 
 
+def _dead_pid() -> int:
+    """The id of a process that has exited (as an export killed with SIGKILL leaves behind)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_killed_exports_leftovers_are_cleaned_or_reported(runs, exports, tmp_path):
+    run, out = runs["fixed"], tmp_path / "copy"
+    killed = tmp_path / ".copy-k1ll3d"  # staging of an export killed before its rename
+    (killed / "_large_model").mkdir(parents=True)
+    (killed / ".owner").write_text(str(_dead_pid()))
+    unknown = tmp_path / ".copy-unknown"  # not made by an export we can recognise: left alone
+    unknown.mkdir()
+    result = CliRunner().invoke(cli, ["export", str(run.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not killed.exists() and unknown.is_dir()
+    assert "removed" in result.output and "k1ll3d" in result.output
+    assert "left" in result.output and ".copy-unknown" in result.output
+    # killed between its two renames: the previous export sits aside and `out` is missing -> put back
+    out.rename(tmp_path / ".copy-old-123")
+    result = CliRunner().invoke(cli, ["export", str(run.path), "--out", str(out)])
+    assert result.exit_code != 0 and "restored" in result.output and "--overwrite" in result.output
+    assert json.loads((out / "manifest.json").read_text())["format"] == "onnx"
+    assert not (tmp_path / ".copy-old-123").exists()
+
+
 @pytest.mark.parametrize(
     ("kind", "options"),
     [
@@ -160,6 +186,25 @@ def test_same_outputs_on_both_backends(runs, exports, images, tmp_path, kind, op
             ours, theirs = (read(outputs[b] / f"{name}_{suffix}.png") for b in ("tensorflow", "onnx"))
             assert np.array_equal(ours, theirs), (name, suffix)
     assert len(np.unique(read_gray(outputs["onnx"] / "b_index.png"))) > 1  # not a trivial mask
+
+
+def test_evaluate_scores_the_export_as_keras(runs, exports, tmp_path):
+    """`flexplat evaluate --backend onnx` scores the exported model: the same figures as TensorFlow."""
+    from flexplat.testing import write_rgb_dataset
+
+    run, data = runs["dynamic"], write_rgb_dataset(tmp_path / "lab", CLASSES, n=4, size=(40, 56))
+    figures = {}
+    for backend in ("tensorflow", "onnx"):
+        args = ["evaluate", str(run.path), "--data", str(data), "--backend", backend, "--diameter", "9.5"]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        figures[backend] = run.evaluation()["folder:lab"]
+    tf_figures, onnx_figures = figures["tensorflow"], figures["onnx"]
+    assert (tf_figures["backend"], onnx_figures["backend"]) == ("tensorflow", "onnx")
+    assert onnx_figures["model"].endswith("model.onnx")
+    for key in ("per_class", "dice_mean", "object_dice", "class_accuracy", "pixel_confusion", "class_confusion"):
+        assert onnx_figures[key] == tf_figures[key], key
+    assert onnx_figures["seed_dice"] == pytest.approx(tf_figures["seed_dice"], abs=1e-5)
 
 
 def test_an_export_folder_alone_runs_infer(runs, exports, images, tmp_path):
@@ -217,30 +262,8 @@ def test_saved_model_export_runs_on_tensorflow(runs, images, tmp_path):
     assert np.array_equal(*masks.values())
 
 
-BLOCKER = """
-import importlib.abc, sys
-
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"{{name}} is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, _Block())
-"""
-
-
-def _blocked_env(site, tmp_path: Path, blocked: tuple[str, ...]) -> dict[str, str]:
-    folder = tmp_path / "blocker"
-    folder.mkdir()
-    (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(blocked)))
-    env = site.env()
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
-    return env
-
-
 def test_onnx_inference_never_imports_tensorflow_or_keras(exports, images, site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("tensorflow", "keras", "tf2onnx"))
+    env = site.env_without("tensorflow", "keras", "tf2onnx")
     check = subprocess.run([sys.executable, "-c", "import keras"], capture_output=True, text=True, env=env)
     assert "blocked in this test" in check.stderr  # the blocker works
     out = tmp_path / "out"
@@ -254,7 +277,7 @@ def test_onnx_inference_never_imports_tensorflow_or_keras(exports, images, site,
 
 
 def test_export_without_the_extra_names_it(runs, site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("onnxruntime", "tf2onnx", "onnx"))
+    env = site.env_without("onnxruntime", "tf2onnx", "onnx")
     command = [sys.executable, "-m", "flexplat", "export", str(runs["fixed"].path), "--out", str(tmp_path / "x")]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode != 0
@@ -274,7 +297,7 @@ def test_large_model_route_keeps_weights_outside_and_agrees(runs, images, tmp_pa
 
 
 def test_help_and_list_import_neither_tensorflow_nor_onnxruntime(site, tmp_path):
-    env = _blocked_env(site, tmp_path, ("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx"))
+    env = site.env_without("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx")
     for args in (["--help"], ["list"], ["export", "--help"], ["infer", "--help"]):
         result = subprocess.run([sys.executable, "-m", "flexplat", *args], capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr

@@ -47,6 +47,13 @@ def test_hook_register_callbacks():
         assert get_registry().get("callback", "beep") is spec
 
 
+def test_hook_register_backgrounds():
+    spec = flexplat.BackgroundSpec(name="glass", description="d", render=lambda rng, size, diameter: None)
+    with plugin_system(_plugin("p-backgrounds", register_backgrounds=lambda register: register(spec))):
+        assert get_registry().get("background", "glass") is spec
+        assert get_registry().entry("background", "glass").plugin == "p-backgrounds"
+
+
 def test_hook_register_projects():
     config = {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "cell", "color": [255, 0, 0]}]}
     spec = flexplat.ProjectSpec(name="cells", description="d", config=config)

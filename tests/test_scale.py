@@ -16,6 +16,7 @@ from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import (
     ScalePlan,
     TrainingScale,
+    estimate_diameter,
     measure_training_scale,
     object_diameters,
     plan_scale,
@@ -60,6 +61,26 @@ def test_predicted_diameter_weights_large_objects_and_ignores_specks():
     labels[180:190, 180:190] = 1  # a small object: counts, but weighs little
     assert predicted_diameter(labels, expected=60) == pytest.approx(80, abs=2)
     assert predicted_diameter(np.zeros((20, 20), np.uint8), expected=10) is None
+
+
+def test_size_estimate_sweeps_scales_and_keeps_the_one_nearest_the_training_diameter():
+    """A model that, shown objects far smaller than it learnt, takes the whole field for one object
+    (as a ds1 model does with a crowded smear): the first pass alone would report the field."""
+    image = disc(400, 80)  # the object is 80 px across; the model input is 100 px, it learnt 60 px objects
+    passes = []
+
+    def segment(img, factor):
+        passes.append(factor)
+        size = round(img.shape[0] * factor)
+        if 80 * factor < 30:  # too small for this model: everything is "object"
+            return np.ones((size, size), np.uint8)
+        return (cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST) > 0).astype(np.uint8)
+
+    first = predicted_diameter(segment(image, 0.25), 60.0) / 0.25
+    assert first > 300  # one pass at the training framing (400 -> 100 px) is fooled
+    passes.clear()
+    assert estimate_diameter(segment, image, 0.25, 60.0) == pytest.approx(80, rel=0.05)
+    assert passes[:5] == pytest.approx([0.25 * m for m in (1, 2**0.5, 2, 2**1.5, 4)])
 
 
 def test_plan_scale_given_estimated_per_image_and_fallbacks():

@@ -34,6 +34,7 @@ _AFFINE = ("rotate_degrees", "scale", "translate")
 _STREAMS = 24  # random scalars available per element (17 used at most)
 _EXTRA_STREAMS = 16  # a second set for stain, blur, gamma, noise, JPEG (15 used at most)
 _SETTINGS = ("probability", "elastic_sigma", "fill_mode")  # tune transforms; switch none on
+_PASTE = ("paste", "paste_background", "paste_empty")  # copy-paste runs in the pipeline (data/paste.py)
 
 # Ruifrok & Johnston 2001 stain OD vectors (rows: haematoxylin, eosin, DAB), as scikit-image's rgb2hed
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
@@ -45,7 +46,7 @@ def is_enabled(options: Mapping[str, Any] | None) -> bool:
     if not options:
         return False
     values = validate(AUGMENT_SCHEMA, options, "train.augment")
-    return any(bool(value) for key, value in values.items() if key not in _SETTINGS)
+    return any(bool(value) for key, value in values.items() if key not in _SETTINGS + _PASTE)
 
 
 def augment_fn(options: Mapping[str, Any] | None, seed: int) -> Callable[..., tuple[Any, Any]]:

@@ -185,10 +185,12 @@ def check_dataset(
     """
     codec = codec or get_codec(config)
     lenient = bool(config["data"]["lenient"])
-    scans = resolve_split_scans(config, codec, original_id)
+    missing: list[str] = []
+    scans = resolve_split_scans(config, codec, original_id, problems=missing)
     sources = split_sources(config)
     root = Path(config["data"]["root"]).expanduser()
     report = CheckReport(root, config["data"]["codec"], classes_from_config(config["classes"]), {}, lenient=lenient)
+    report.errors.extend(missing)
     problems = report.warnings if lenient else report.errors
     verb = "skipped: " if lenient else ""
     for split in SPLITS:

@@ -22,13 +22,12 @@ import cv2
 import numpy as np
 
 from flexplat.atomic import atomic_write_bytes
+from flexplat.data.header import check_size
 from flexplat.errors import DataError
+from flexplat.runtime import quiet_opencv
 
-# A corrupt file is reported once as a DataError; OpenCV's own warnings would only add noise.
-try:
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-except AttributeError:  # pragma: no cover - older OpenCV builds without the logging module
-    pass
+# A corrupt file is reported once as a DataError; OpenCV's own log lines would only add noise
+quiet_opencv(cv2)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -43,6 +42,7 @@ def decode_raw(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarra
         raise DataError(f"{path}: cannot read file: {exc.strerror or exc}") from None
     if data.size == 0:
         raise DataError(f"{path}: empty file (0 bytes); re-export or remove it")
+    check_size(path, data[:65536].tobytes())
     try:
         array = cv2.imdecode(data, flags)
     except cv2.error:

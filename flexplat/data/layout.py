@@ -22,6 +22,25 @@ def get_codec(config: Mapping[str, Any]) -> Codec:
     return spec.factory(classes_from_config(config["classes"]), dict(config["data"]["codec_options"]))
 
 
+def _scan(codec: Codec, folders: Mapping[str, str], root: Path, hint: str, problems: list[str] | None) -> PairScan:
+    """One split's scan; a missing folder raises, or is appended to ``problems`` (with its partner's)."""
+    missing = [
+        f"{path}: no such folder ({hint}"
+        for path in (Path(root) / Path(folders[kind]).expanduser() for kind in ("images", "masks"))
+        if not has_glob(folders["images"] + folders["masks"]) and not path.is_dir()
+    ]
+    if missing and problems is not None:
+        problems.extend(missing)
+        return PairScan([])
+    try:
+        return codec.scan(folders["images"], folders["masks"], root)
+    except DataError as exc:
+        if problems is None:
+            raise DataError(f"{exc} ({hint}") from None
+        problems.append(f"{exc} ({hint}")
+        return PairScan([])
+
+
 def data_hint(config: Mapping[str, Any]) -> str:
     """How the user gets data for this config (the project's hint when it has one)."""
     project = config.get("project")
@@ -88,6 +107,7 @@ def resolve_split_scans(
     codec: Codec,
     original_id: Callable[[str], str] | None = None,
     label_of: Callable[[Pair], str] | None = None,
+    problems: list[str] | None = None,
 ) -> dict[str, PairScan]:
     """The pairs of ``train``, ``valid`` and ``test``.
 
@@ -97,6 +117,8 @@ def resolve_split_scans(
     ``label_of(pair)`` (default: the codec's :meth:`~flexplat.data.codec.Codec.split_label`, else the
     image folder in a glob layout, else no stratification).
     Files without a partner are reported in the scan of the split whose folder holds them.
+    A missing split folder raises DataError; with a ``problems`` list (``data check``) every missing
+    folder is appended to it instead and that split is empty, so one pass reports them all.
     """
     data = config["data"]
     root = data_root(config)
@@ -110,13 +132,10 @@ def resolve_split_scans(
             "--set data.train.images=train/images --set data.train.masks=train/masks"
         )
     scans: dict[str, PairScan] = {}
-    try:
-        scans["train"] = codec.scan(data["train"]["images"], data["train"]["masks"], root)
-    except DataError as exc:
-        raise DataError(f"{exc} (training data, data.train). {data_hint(config)}.") from None
-    for split in ("valid", "test"):
+    for split in SPLITS:
         if data[split]["images"]:
-            scans[split] = codec.scan(data[split]["images"], data[split]["masks"], root)
+            hint = f"training data, data.train). {data_hint(config)}." if split == "train" else f"data.{split})"
+            scans[split] = _scan(codec, data[split], root, hint, problems)
 
     carve = {s: float(data["split"][s]) for s in ("valid", "test") if s not in scans and data["split"][s] > 0}
     if carve:

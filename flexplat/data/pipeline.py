@@ -90,10 +90,12 @@ def make_dataset(
     ``cache=True`` keeps decoded, resized (not augmented) pairs in memory after the first pass.
     ``stain_norm`` (the ``data.stain_norm`` config, checked here so a bad target fails before
     training starts) normalises each image as it is decoded, before resizing and augmentation.
+    ``augment``'s copy-paste (``paste`` > 0) moves objects onto the registered background its
+    ``paste_background`` names, before the other transforms.
     """
     import tensorflow as tf
 
-    from flexplat.data.augment import augment_fn, is_enabled
+    from flexplat.data.augment import is_enabled
 
     pairs = list(pairs)
     if not pairs:
@@ -126,14 +128,10 @@ def make_dataset(
     if not cache:
         ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
 
+    if augment and augment.get("paste"):
+        ds = _with_paste(ds, augment, seed, (height, width))
     if is_enabled(augment):
-        fn = augment_fn(augment, seed)
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, keys)).map(
-            lambda pair, key: fn(tf.cast(pair[0], tf.float32), pair[1], key),
-            num_parallel_calls=autotune,
-            deterministic=True,
-        )
+        ds = _with_augment(ds, augment, seed)
 
     def finish(image, mask):
         image = tf.cast(image, tf.float32)
@@ -144,3 +142,38 @@ def make_dataset(
     ds = ds.map(finish, num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
     return ds.prefetch(autotune)
+
+
+def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple) -> Any:
+    """``ds`` with copy-paste (flexplat/data/paste.py) applied per element, reproducibly from ``seed``."""
+    import tensorflow as tf
+
+    from flexplat.data.paste import paste_fn
+    from flexplat.plugins import get_registry
+
+    background = get_registry().get("background", augment["paste_background"]).render
+    fn = paste_fn(augment, background, seed)
+
+    def paste(pair, key):
+        image, mask = tf.numpy_function(fn, [pair[0], pair[1], key], [tf.uint8, tf.uint8], stateful=False)
+        image.set_shape([*size, 3])
+        mask.set_shape(list(size))
+        return image, mask
+
+    keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, keys)).map(paste, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _with_augment(ds: Any, augment: Mapping[str, Any], seed: int) -> Any:
+    """``ds`` with the ``train.augment`` transforms (flexplat/data/augment.py), new each epoch, from ``seed``."""
+    import tensorflow as tf
+
+    from flexplat.data.augment import augment_fn
+
+    fn = augment_fn(augment, seed)
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, keys)).map(
+        lambda pair, key: fn(tf.cast(pair[0], tf.float32), pair[1], key),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from flexplat.atomic import atomic_write_with
 from flexplat.config import resolve
 from flexplat.engine.rundir import RunDir
 from flexplat.errors import FlexplatError
@@ -57,7 +58,7 @@ def adopt_weights(config_file: Path, weights: Path, out: Path, console: Console 
     model, summary = build_with_weights(config, weights)
     run = RunDir.create(out, config.get("project"))
     run.write_config(config)
-    model.save(run.model_path)
+    atomic_write_with(run.model_path, model.save, keep_suffix=True)
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
     run.update_info(
         status="completed", started=now, finished=now, project=config.get("project"), scale=None,

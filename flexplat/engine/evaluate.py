@@ -121,6 +121,7 @@ def evaluate_run(
     console: Console | None = None,
     required: bool = False,
     settings: Mapping[str, Any] | None = None,
+    backend: str = "auto",
 ) -> dict[str, Any] | None:
     """Evaluate the run's model; writes evaluation.json and a confusion-matrix PNG into the run.
 
@@ -129,7 +130,8 @@ def evaluate_run(
     colours - classes are matched to the run's by name), under the key ``folder:<name>``.
     Images are predicted as ``flexplat infer`` predicts them (the run's scale, ``settings`` such
     as ``diameter``/``tta``) and scored at their own size. Returns None (after saying so) when the
-    split is empty and ``required`` is False.
+    split is empty and ``required`` is False. ``backend`` chooses the model as for ``flexplat
+    infer`` (``auto``: the run's up-to-date ONNX export when onnxruntime is installed).
     """
     from flexplat.engine.data import folder_pairs, load_splits
 
@@ -147,18 +149,22 @@ def evaluate_run(
             raise DataError(f"{run.config()['data']['root']}: the {split} split has no image/mask pairs")
         console.print(f"No {split} split to evaluate.")
         return None
-    return _score(run, codec, pairs, remap, key, dict(settings or {}), infer_cfg, console)
+    return _score(run, codec, pairs, remap, key, dict(settings or {}), infer_cfg, console, backend)
 
 
 def _score(run: RunDir, codec: Any, pairs: Sequence[Any], remap: np.ndarray | None, key: str,
-           settings: dict[str, Any], infer_cfg: Mapping | None, console: Console) -> dict[str, Any]:  # fmt: skip
+           settings: dict[str, Any], infer_cfg: Mapping | None, console: Console,
+           backend: str) -> dict[str, Any]:  # fmt: skip
     from flexplat.data.io import write_png
     from flexplat.engine.data import report_labels
     from flexplat.engine.figures import confusion_image
-    from flexplat.engine.infer import InferSettings, build_segmenter, plan_folder_scale
+    from flexplat.engine.infer import InferSettings, build_segmenter, choose_model, plan_folder_scale
 
     options = InferSettings(**settings)
-    segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, infer_cfg)
+    _, source, backend = choose_model(run, backend, run.path.parent, console)
+    segmenter = build_segmenter(
+        source, options.tile, options.tile_size, options.batch_size, options.tta, infer_cfg, backend=backend
+    )
     started = time.perf_counter()
     plan = plan_folder_scale(run, segmenter, [p.image for p in pairs], options, console, progress=True)
     console.print(plan.describe())
@@ -174,6 +180,7 @@ def _score(run: RunDir, codec: Any, pairs: Sequence[Any], remap: np.ndarray | No
 
     figures = evaluate_pairs(truths_and_probabilities(), names)
     figures.update(split=key, seconds=round(time.perf_counter() - started, 2), scale=plan.to_dict(), tta=options.tta)
+    figures.update(backend=backend, model=str(source.model_path))
     figures["labels"] = report_labels(run.config())
     figures["data"] = str(Path(pairs[0].image).parent)
     run.write_evaluation(key, figures)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from flexplat.atomic import atomic_write_text
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale
 from flexplat.errors import FlexplatError
+from flexplat.runtime import installed
 from flexplat.specs import ClassInfo, classes_from_config
 from flexplat.version import __version__
 
@@ -52,22 +54,15 @@ _TF2ONNX = (  # tf2onnx 1.17's --large_model path still calls np.product, which 
 )
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def onnxruntime_available() -> bool:
     """Whether onnxruntime is installed (found without importing it)."""
-    return _installed("onnxruntime")
+    return installed("onnxruntime")
 
 
 def require(module: str, purpose: str) -> Any:
     """Import one of the ``flexplat[onnx]`` packages, or explain how to install it."""
     try:
-        if not _installed(module):
+        if not installed(module):
             raise ImportError(module)
         return importlib.import_module(module)
     except ImportError as exc:
@@ -158,6 +153,55 @@ class ExportResult:
     size_bytes: int
     max_abs_difference: float | None
     probe_shape: tuple[int, ...]
+    tidied: list[str] = field(default_factory=list)
+    """What was done with folders left by an interrupted export (see :func:`tidy_interrupted`)."""
+
+
+OWNER = ".owner"
+"""In a staging folder: the process id of the export writing it (a dead one means it was killed)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def tidy_interrupted(out: Path) -> list[str]:
+    """Clean up after an export to ``out`` that was killed; returns one line per folder handled.
+
+    A staging folder ``.<name>-*`` whose export process is gone is removed. A previous export moved
+    aside as ``.<name>-old-*`` is put back when ``out`` is missing (the kill came between the two
+    renames), else removed. A staging folder without an owner file (or owned by a live process)
+    is left alone and reported.
+    """
+    notes = []
+    for folder in sorted(out.parent.glob(f".{out.name}-*")) if out.parent.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        if folder.name.startswith(f".{out.name}-old-"):
+            if out.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                notes.append(f"removed {folder} (a replaced export an interrupted export left behind)")
+            else:
+                folder.rename(out)
+                notes.append(f"restored {out} from {folder.name} (an interrupted export had moved it aside)")
+            continue
+        try:
+            pid = int((folder / OWNER).read_text().strip())
+        except (OSError, ValueError):
+            notes.append(f"left {folder} alone: not made by a recognisable export; delete it if no export is running")
+            continue
+        if _alive(pid):
+            notes.append(f"left {folder} alone: export process {pid} is still writing it")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            notes.append(f"removed {folder} (staging of an export that was killed, process {pid})")
+    return notes
 
 
 def _manifest(run: RunDir, fmt: str, model: Any, multiple: int) -> dict:
@@ -260,15 +304,18 @@ def export_run(
         for module in ("tf2onnx", "onnx", "onnxruntime"):
             require(module, "exporting to ONNX")
     out = Path(out) if out is not None else default_export_dir(run.path, fmt)
-    if out.exists() and not overwrite:
-        raise FlexplatError(f"{out}: already exists; pass --overwrite to replace it, or choose another --out")
     started = time.perf_counter()
+    tidied = tidy_interrupted(out)
+    if out.exists() and not overwrite:
+        restored = "".join(f" ({note})" for note in tidied if note.startswith("restored"))
+        raise FlexplatError(f"{out}: already exists{restored}; pass --overwrite to replace it, or choose another --out")
     model = load_model(run)
     multiple = size_multiple(run.config())
     probe = probe_input(model, multiple)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
+        (staging / OWNER).write_text(str(os.getpid()))
         large = weight_bytes(model) > LARGE_MODEL_BYTES if large_model is None else large_model
         route = _write_model(model, fmt, staging / FORMATS[fmt], probe, large)
         difference = onnx_difference(staging / FORMATS[fmt], model, probe) if fmt == "onnx" else None
@@ -277,12 +324,13 @@ def export_run(
         check = {"probe": list(probe.shape), "max_abs_difference": difference}
         manifest["check"] = None if difference is None else check
         atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        (staging / OWNER).unlink()
         _replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return ExportResult(out, fmt, time.perf_counter() - started, size, difference, tuple(probe.shape))
+    return ExportResult(out, fmt, time.perf_counter() - started, size, difference, tuple(probe.shape), tidied)
 
 
 def _replace(staging: Path, out: Path) -> None:

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +59,27 @@ from flexplat.engine.infer_shards import (
     merged_values,
     parse_shard,
     shard_indices,
+    shard_of,
     summary_names,
 )
 from flexplat.engine.model_file import load_model, size_multiple
+from flexplat.engine.outputs import (
+    MARKER,
+    begin_job,
+    check_output_folder,
+    end_job,
+    interrupted_here,
+    printable,
+    remove_stale_temps,
+    unreadable_entries,
+)
 from flexplat.engine.overlay import colorize
 from flexplat.engine.overlay import overlay as overlay_image
 from flexplat.engine.rundir import RUNS_ROOT, RunDir, latest_completed
 from flexplat.engine.scale import ScalePlan, estimate_diameter, plan_scale
 from flexplat.engine.segment import BatchPredictor, OnnxPredictor, Predictor, Prepared, SavedModelPredictor, Segmenter
 from flexplat.errors import DataError, FlexplatError
+from flexplat.runtime import require_tensorflow
 from flexplat.schema import SCHEMA
 from flexplat.specs import ClassInfo
 
@@ -337,26 +349,31 @@ def run_inference(
     options = InferSettings(**settings)
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     folder, run, backend = choose_model(run, backend, runs_root, console)
-    files = list_images(Path(images))
+    if backend == "tensorflow":
+        require_tensorflow("`flexplat infer` on a Keras model (or an ONNX export: --backend onnx)")
+    files, broken = list_images(Path(images)), _shard_entries(unreadable_entries(Path(images), IMAGE_EXTENSIONS), shard)
     chosen = shard_indices(files, Path(images), shard)
     output = Path(output) if output is not None else folder.path / "predictions" / Path(images).resolve().name
-    targets = _plan_targets(files, output, options, chosen, shard)
+    marker = job_marker(shard)
+    targets = _prepare_output(files, Path(images), output, options, console, chosen, shard)
     segmenter = build_segmenter(run, options.tile, options.tile_size, options.batch_size, options.tta, backend=backend)
     load_seconds = time.perf_counter() - started
     if shard is not None:
         console.print(f"shard {shard[0]}/{shard[1]}: {len(chosen)} of the {len(files)} images")
     plan = plan_folder_scale(run, segmenter, files, options, console, progress)  # the whole folder: as a full run
     console.print(plan.describe())
-    output.mkdir(parents=True, exist_ok=True)
+    for name, reason in broken:
+        console.print(f"[yellow]Skipped[/] {name}: {reason}")
+    begin_job(output, Path(images), marker)
     rows, skipped = _segment_folder(run, segmenter, plan, [(i, files[i]) for i in chosen], targets, console, progress)
     summary = InferSummary(
         run=folder.path,
         images_dir=Path(images),
         output_dir=output,
-        found=len(chosen),
+        found=len(chosen) + len(broken),
         processed=len(rows),
         tiled=sum(1 for r in rows if r["tiled"]),
-        skipped=skipped,
+        skipped=broken + skipped,
         rows=rows,
         load_seconds=load_seconds,
         model_seconds=segmenter.predictor.seconds,
@@ -369,6 +386,7 @@ def run_inference(
         shard=shard,
     )
     _write_summary(summary, output)
+    end_job(output, marker)
     return summary
 
 
@@ -390,6 +408,40 @@ def merge_shards(folders: Sequence[Path], out: Path | None = None, overwrite: bo
     out.mkdir(parents=True, exist_ok=True)
     _write_summary(summary, out)
     return summary
+
+
+def _prepare_output(
+    files: Sequence[Path],
+    images: Path,
+    output: Path,
+    options: InferSettings,
+    console: Console,
+    chosen: Sequence[int],
+    shard: tuple[int, int] | None,
+) -> list[dict[str, Path]]:
+    """Check the output folder and plan its files; an interrupted run of the same job (or shard) is finished.
+
+    A shard leaves the folder's temp files alone: the other shards may be writing beside it.
+    """
+    check_output_folder(images, output)
+    resumed = interrupted_here(output, images, job_marker(shard))
+    if resumed:
+        if shard is None:
+            remove_stale_temps(output)
+        console.print(f"{output}: finishing an interrupted `flexplat infer` of {images} (its files are replaced)")
+    return _plan_targets(files, output, replace(options, overwrite=options.overwrite or resumed), chosen, shard)
+
+
+def job_marker(shard: tuple[int, int] | None) -> str:
+    """The unfinished-job marker's file name: one per shard, so shards writing to one folder keep their own."""
+    return MARKER if shard is None else MARKER.replace(".json", f".shard-{shard[0]}-of-{shard[1]}.json")
+
+
+def _shard_entries(entries: list[tuple[str, str]], shard: tuple[int, int] | None) -> list[tuple[str, str]]:
+    """The unreadable entries this shard reports (each in exactly one shard, like the images)."""
+    if shard is None:
+        return entries
+    return [(name, reason) for name, reason in entries if shard_of(name, shard[1]) == shard[0]]
 
 
 Source = RunDir | ExportDir
@@ -597,8 +649,9 @@ def _segment_folder(
         try:
             for result in _prefetched(_decoder(segmenter, plan), items, ahead=segmenter.batch_size + 2):
                 if isinstance(result, _Skip):
-                    skipped.append((result.index, result.path.name, result.reason))
-                    console.print(f"[yellow]Skipped[/] {result.path.name}: {result.reason}")
+                    name = printable(result.path.name)
+                    skipped.append((result.index, name, result.reason))
+                    console.print(f"[yellow]Skipped[/] {name}: {result.reason}")
                     bar.advance(task)
                 else:
                     batcher.add(result)
@@ -674,7 +727,7 @@ def _finisher(
             write_png(paths["overlay"], overlay_image(item.rgb, labels, colors, alpha))
         if "index" in paths:
             write_png(paths["index"], labels)
-        row = _row(item.path.name, labels, item.prepared.tiled, names)
+        row = _row(printable(item.path.name), labels, item.prepared.tiled, names)
         row["scale"] = _scale_value(item.factor)
         estimates = plan.estimates
         row["estimated_diameter"] = (

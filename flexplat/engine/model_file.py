@@ -7,13 +7,15 @@ development machine every fresh 500 MB costs about a second in page faults alone
 
 :func:`load_saved_model` instead
 
-1. starts a thread that reads every weight array straight out of the archive (the weights file is
-   stored uncompressed inside the ``.keras`` zip and Keras writes contiguous HDF5 datasets, so each
-   array is one ``pread`` at a known offset; only ``h5py`` metadata is needed, no TensorFlow);
+1. starts a thread that finds every weight array in the archive (the weights file is stored
+   uncompressed inside the ``.keras`` zip and Keras writes contiguous HDF5 datasets, so each array
+   is one ``pread`` at a known offset; only ``h5py`` metadata is needed, no TensorFlow) and reads
+   the file through once, so the page cache holds it;
 2. meanwhile imports Keras/TensorFlow in the calling thread (see :func:`import_keras`) - the two
    overlap on two cores, and the reads release the GIL;
 3. rebuilds the architecture from the archive's ``config.json`` with every initializer set to
-   Zeros (no random draws) and fills each layer through its public ``load_own_variables``.
+   Zeros (no random draws) and fills each layer through its public ``load_own_variables``, reading
+   that layer's arrays just then (only one layer's arrays are in memory beside the variables).
 
 Every variable must be filled exactly once from an array of its shape, else the standard
 ``keras.models.load_model`` runs instead, so an unusual archive still loads, only slower.
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from flexplat.atomic import atomic_write_with
 from flexplat.engine.rundir import RunDir
 from flexplat.errors import FlexplatError
 
@@ -120,33 +123,68 @@ SKIPPED_GROUPS = ("optimizer/",)
 slots too (for Adam twice the weights), which are neither read nor kept."""
 
 
-def read_weight_arrays(path: Path) -> dict[str, np.ndarray]:
+class _Pending:
+    """A contiguous weight array not read yet: :meth:`load` reads it with one ``pread``, so a layer's
+    arrays exist only while that layer is filled (peak memory: the variables plus one layer)."""
+
+    __slots__ = ("dtype", "offset", "path", "shape")
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
+
+    def load(self) -> np.ndarray:
+        array = np.empty(self.shape, self.dtype)
+        if array.nbytes:
+            with open(self.path, "rb") as handle:
+                if os.preadv(handle.fileno(), [memoryview(array).cast("B")], self.offset) != array.nbytes:
+                    raise ValueError(f"{self.path}: {WEIGHTS_MEMBER} is truncated")
+        return array
+
+
+def read_weight_arrays(path: Path, lazy: bool = False) -> dict[str, Any]:
     """The model's datasets of the archive's weights file, keyed by HDF5 path (no TensorFlow needed).
 
-    Optimizer state (:data:`SKIPPED_GROUPS`) is skipped without reading it.
+    Optimizer state (:data:`SKIPPED_GROUPS`) is skipped without reading it. ``lazy``: contiguous
+    datasets are returned as :class:`_Pending` (read when used) and the file is read through once
+    so that those reads come from the page cache.
     """
     import h5py
 
     start, size = _member_data_offset(path, WEIGHTS_MEMBER)
     member = _MemberFile(path, start, size)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     try:
         with h5py.File(member, "r") as store:
             datasets: list[tuple[str, Any]] = []
             store.visititems(lambda key, item: datasets.append((key, item)) if _wanted(key, item) else None)
             for key, dataset in datasets:
                 offset = dataset.id.get_offset()
-                array = np.empty(dataset.shape, dataset.dtype)
-                if offset is None or dataset.compression or not dataset.dtype.isbuiltin:
-                    dataset.read_direct(array)  # chunked or filtered: let HDF5 decode it
-                elif array.nbytes:
-                    member.seek(offset)
-                    if member.readinto(array) != array.nbytes:
-                        raise ValueError(f"{path}: {WEIGHTS_MEMBER} is truncated at {key}")
-                arrays[key] = array
+                plain = dataset.dtype.kind in "biuf" and dataset.dtype.isnative  # (isbuiltin is 0 for h5py's)
+                if offset is None or dataset.compression or not plain:
+                    arrays[key] = np.empty(dataset.shape, dataset.dtype)
+                    dataset.read_direct(arrays[key])  # chunked or filtered: let HDF5 decode it
+                elif lazy:
+                    arrays[key] = _Pending(path, start + offset, dataset.shape, dataset.dtype)
+                else:
+                    arrays[key] = _Pending(path, start + offset, dataset.shape, dataset.dtype).load()
+        if lazy:
+            _read_through(member)
     finally:
         member.close()
     return arrays
+
+
+def _read_through(member: _MemberFile, chunk: int = 8 * 2**20) -> None:
+    """Read the whole member once into one reused buffer: the page cache then holds it."""
+    buffer = bytearray(chunk)
+    member.seek(0)
+    while member.readinto(buffer) == chunk:
+        pass
+
+
+def loaded(value: Any) -> np.ndarray:
+    """An array of :func:`read_weight_arrays`, read now if it was left pending."""
+    return value.load() if isinstance(value, _Pending) else value
 
 
 def _wanted(key: str, item: Any) -> bool:
@@ -171,19 +209,19 @@ class WeightPrefetch:
     """:func:`read_weight_arrays` in a background thread; :meth:`result` joins it."""
 
     def __init__(self, path: Path) -> None:
-        self._result: dict[str, np.ndarray] | None = None
+        self._result: dict[str, Any] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(path,), name="flexplat-weights", daemon=True)
         self._thread.start()
 
     def _run(self, path: Path) -> None:
         try:
-            self._result = read_weight_arrays(path)
+            self._result = read_weight_arrays(path, lazy=True)
         except BaseException as exc:  # re-raised in the caller's thread by result()
             self._error = exc
 
-    def result(self) -> dict[str, np.ndarray]:
-        """The arrays, handed over: the prefetch keeps no reference (so they can be freed early)."""
+    def result(self) -> dict[str, Any]:
+        """The arrays (some pending), handed over: the prefetch keeps no reference to them."""
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -213,16 +251,17 @@ def _saved_name(layer: Any, seen: dict[str, int]) -> str:
     return f"{name}_{seen[name]}" if seen[name] else name
 
 
-def fill_layers(model: Any, arrays: dict[str, np.ndarray]) -> None:
+def fill_layers(model: Any, arrays: dict[str, Any]) -> None:
     """Fill every layer of a flat functional model from the saved ``layers/<name>/vars/<i>`` arrays.
 
     Raises ValueError unless every variable of the model and every array is used exactly once.
-    Arrays are removed from ``arrays`` as they are used, so their memory is freed layer by layer.
+    Arrays are removed from ``arrays`` as they are used (pending ones read just then), so only one
+    layer's arrays are in memory beside the variables.
     """
     total, used, seen = len(arrays), 0, {}
     for layer in model.layers:
         prefix = f"layers/{_saved_name(layer, seen)}/vars/"
-        own = {key[len(prefix) :]: arrays.pop(key) for key in [k for k in arrays if k.startswith(prefix)]}
+        own = {key[len(prefix) :]: loaded(arrays.pop(key)) for key in [k for k in arrays if k.startswith(prefix)]}
         if len(own) != len(layer.weights):  # nested layers or a different layout: not for this path
             raise ValueError(f"layer {layer.name}: {len(layer.weights)} variables, {len(own)} saved arrays")
         if own:
@@ -297,6 +336,4 @@ def save_for_inference(model: Any, path: Path) -> None:
     path = Path(path)
     clone = type(model).from_config(model.get_config())  # the architecture, uncompiled
     clone.set_weights(model.get_weights())
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    clone.save(tmp)
-    tmp.replace(path)
+    atomic_write_with(path, clone.save, keep_suffix=True)

@@ -26,10 +26,13 @@ from typing import Any
 import yaml
 
 from flexplat.atomic import atomic_write_text
-from flexplat.config import dump_yaml
+from flexplat.config import dump_yaml, load_yaml
 from flexplat.engine.scale import TrainingScale
-from flexplat.errors import FlexplatError
+from flexplat.errors import ConfigError, FlexplatError
+from flexplat.options import validate
+from flexplat.schema import SCHEMA
 from flexplat.specs import ClassInfo, classes_from_config
+from flexplat.version import __version__
 
 RUNS_ROOT = Path("runs")
 CONFIG = "config.yaml"
@@ -104,7 +107,25 @@ class RunDir:
             raise FlexplatError(f"{path}: no such run folder (runs are under {RUNS_ROOT}/<project>/)")
         if not (path / CONFIG).is_file():
             raise FlexplatError(f"{path}: not a flexplat run folder ({CONFIG} is missing)")
-        return cls(path)
+        run = cls(path)
+        run.check_readable()
+        return run
+
+    def check_readable(self) -> None:
+        """Errors naming the file when run.json or config.yaml is broken or from an incompatible flexplat."""
+        try:
+            info = self.info()
+        except (ValueError, OSError) as exc:
+            raise FlexplatError(f"{self.path / RUN_INFO}: unreadable ({exc}); the file is damaged") from None
+        theirs = str((info.get("versions") or {}).get("flexplat", "unknown"))
+        try:
+            validate(SCHEMA, load_yaml(self.path / CONFIG))
+        except ConfigError as exc:
+            origin = f"written by flexplat {theirs}, this is {__version__}" if theirs != __version__ else "damaged"
+            raise FlexplatError(
+                f"{self.path / CONFIG}: this run folder cannot be read ({origin}): {exc}; "
+                f"use flexplat {theirs} for this run, or train it again"
+            ) from None
 
     # -- config and info -------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:

@@ -10,9 +10,12 @@ A new folder of images is brought to that size before any tiling: every image is
 from the user (``--diameter PX``), else it is estimated with the model itself, the way Cellpose
 sizes its inputs: each image is segmented at the training framing (resized to the model input, as
 training did), the predicted objects' diameter is measured and converted back to the image's
-pixels; one refinement pass at the implied scale follows (a model sees objects near its own
-scale best). The folder's median diameter then sets one factor for every image, so the relative
-sizes of objects (a cue for their class) are kept; ``per_image=True`` scales each image alone.
+pixels, and again at up to 4x that framing (:data:`SWEEP`); the pass whose objects come out nearest
+the learnt diameter wins, as a model sees objects near its own scale best and may take other
+things for objects at the wrong scale. Up to three refinement passes at the implied scale follow,
+until the scale moves by less than 10 %. The folder's median diameter then sets one factor for
+every image, so the relative sizes of objects (a cue for their class) are kept; ``per_image=True``
+scales each image alone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ MIN_OBJECT_FRACTION = 0.15
 """Objects with a diameter under this fraction of the expected one are ignored (specks, noise)."""
 MAX_MEASURED_PAIRS = 400
 """At most this many training masks are measured (evenly spaced); the median is stable long before."""
+SWEEP = (1.0, 2**0.5, 2.0, 2**1.5, 4.0)
+"""Factors (times the training framing) the size estimate first segments an image at."""
 FACTOR_LIMITS = (0.05, 20.0)
 """Scale factors outside these bounds are refused as implausible estimates."""
 
@@ -119,26 +124,38 @@ def estimate_diameter(
     image: np.ndarray,
     start_factor: float,
     training_diameter: float,
-    refine: int = 1,
+    refine: int = 3,
+    sweep: Sequence[float] = SWEEP,
 ) -> float | None:
     """The object diameter in ``image``'s pixels, estimated with the model.
 
     ``segment(image, factor)`` returns the predicted label map of ``image`` resized by ``factor``
-    (at the resized size). The first pass runs at ``start_factor``; each refinement re-segments at
-    the factor the previous estimate implies. None when the model finds no object.
+    (at the resized size). A sweep segments at ``start_factor`` times each of ``sweep`` and keeps
+    the factor whose objects came out nearest the training diameter (a model segments objects near
+    its own scale best; at the wrong scale it may take other things for objects); each refinement
+    re-segments at the factor the previous estimate implies. None when the model finds no object.
     """
-    factor = start_factor
-    diameter = None
-    for _ in range(1 + refine):
-        measured = predicted_diameter(segment(image, factor), training_diameter)
-        if measured is None:
-            return diameter
-        diameter = measured / factor
+    found = [(f, predicted_diameter(segment(image, f), training_diameter)) for f in _sweep(start_factor, sweep)]
+    found = [(f, measured) for f, measured in found if measured is not None]
+    if not found:
+        return None
+    factor, measured = min(found, key=lambda fm: abs(math.log(fm[1] / training_diameter)))
+    diameter = measured / factor
+    for _ in range(refine):
         implied = training_diameter / diameter
         if not FACTOR_LIMITS[0] <= implied <= FACTOR_LIMITS[1] or abs(implied / factor - 1.0) < 0.1:
             break
         factor = implied
+        measured = predicted_diameter(segment(image, factor), training_diameter)
+        if measured is None:
+            break
+        diameter = measured / factor
     return diameter
+
+
+def _sweep(start_factor: float, multipliers: Sequence[float]) -> list[float]:
+    factors = [start_factor * m for m in multipliers]
+    return [f for f in factors if FACTOR_LIMITS[0] <= f <= FACTOR_LIMITS[1]] or [start_factor]
 
 
 def folder_factor(diameters: Sequence[float | None], training_diameter: float) -> tuple[float | None, float | None]:

@@ -131,6 +131,10 @@ class OnnxPredictor(_Timed):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initialisers are noise for users
+        # Idle ONNX Runtime threads spin by default; beside infer's decoding and writing threads, or
+        # on a busy machine, that took 2x longer per image here (benchmarks/onnx_backend.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from flexplat.atomic import atomic_write_text
+from flexplat.atomic import atomic_write_text, atomic_write_with
 from flexplat.config import require_model
 from flexplat.engine.adopt import foreign_loader, load_foreign_weights
 from flexplat.engine.context import RunContext
@@ -25,6 +25,7 @@ from flexplat.engine.distribute import (
     resolve_placement,
     worker_lost,
 )
+from flexplat.engine.guards import NonFiniteLoss, non_finite_guard, non_finite_message
 from flexplat.engine.model_file import save_for_inference
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale, evenly_spaced, measure_training_scale
@@ -108,10 +109,7 @@ class ResumeState:
                         named[name].flexplat_restore(state)
 
             def on_epoch_end(self, epoch: int, logs=None) -> None:
-                outer.dir.mkdir(parents=True, exist_ok=True)
-                tmp = outer.dir / "last.tmp.weights.h5"
-                self.model.save_weights(tmp)
-                tmp.replace(outer.weights)
+                atomic_write_with(outer.weights, self.model.save_weights, keep_suffix=True)
                 states = {n: cb.flexplat_state() for n, cb in named.items() if hasattr(cb, "flexplat_state")}
                 text = json.dumps({"epoch": epoch + 1, "callbacks": states}, indent=2)
                 atomic_write_text(outer.state, text + "\n")
@@ -193,7 +191,8 @@ def _chief_callbacks(context: RunContext, state: dict, placement: Placement) -> 
     if not placement.chief:
         return [], {}
     named = _callbacks(context, context.config)
-    return [*named.values(), ResumeState(context.run).callback(named, state["callbacks"])], named
+    resume = ResumeState(context.run).callback(named, state["callbacks"])
+    return [non_finite_guard(), *named.values(), resume], named
 
 
 def _load_start_weights(model: Any, run: RunDir | None, state: dict, source: RunDir | None, init_weights: Path | None,
@@ -223,7 +222,7 @@ def _fit_multi_worker(run: RunDir | None, model: Any, dist: Any, placement: Plac
             steps=steps_per_epoch(config, len(splits["train"]), replicas(dist)), callbacks=callbacks,
         )  # fmt: skip
     except (KeyboardInterrupt, Exception) as exc:
-        raise _training_failure(run, exc, multi_worker=True) from None
+        raise _training_failure(run, exc, config, multi_worker=True) from None
     console.print(f"worker {placement.index} of {placement.workers}: final weights sha256 {result.weights_sha256}")
     if run is not None:
         run.update_info(strategy={**run.info()["strategy"], "final_weights_sha256": result.weights_sha256})
@@ -412,29 +411,34 @@ def _fit(run: RunDir, model: Any, train_ds: Any, valid_ds: Any, config: dict, st
             shuffle=False,  # the tf.data pipeline shuffles (seeded)
         )
     except (KeyboardInterrupt, Exception) as exc:
-        raise _training_failure(run, exc) from None
+        raise _training_failure(run, exc, config) from None
 
 
-def _training_failure(run: RunDir | None, exc: BaseException, multi_worker: bool = False) -> BaseException:
-    """What to raise when training stops: Ctrl-C and bad files as resumable flexplat errors; ``run`` marked.
+def _training_failure(
+    run: RunDir | None, exc: BaseException, config: dict, multi_worker: bool = False
+) -> BaseException:
+    """What to raise when training stops: Ctrl-C, a non-finite loss and bad files as flexplat errors
+    (resumable where that helps); ``run`` is marked interrupted or failed when run.json can still be written.
 
     A file that went bad after the quick check raises inside tf.data (a TensorFlow error naming the
-    DataError); in multi-worker training any other TensorFlow error means a worker was lost.
+    DataError); in multi-worker training any other TensorFlow error means a worker was lost. Anything
+    else (e.g. a plugin's callback raised: the CLI names the plugin) is raised as it is.
     """
     where = run.path if run is not None else "RUN_DIR"
+    error: BaseException = exc
     if isinstance(exc, KeyboardInterrupt):
-        error: BaseException = FlexplatError(f"interrupted; continue with `flexplat train --resume {where}`")
+        error = FlexplatError(f"interrupted; continue with `flexplat train --resume {where}`")
+    elif isinstance(exc, NonFiniteLoss):
+        kept = ResumeState(run).load()["epoch"] if run is not None and run.model_path.is_file() else None
+        error = FlexplatError(non_finite_message(exc, where, kept, config))
     elif type(exc).__module__.startswith("tensorflow") and "DataError" in str(exc):
         message = str(exc).split("DataError:", 1)[-1].strip().splitlines()[0]
         error = DataError(f"{message} (fix the file, then `flexplat train --resume {where}`)")
-    elif isinstance(exc, FlexplatError):
-        error = exc
     elif multi_worker and type(exc).__module__.startswith("tensorflow"):
         error = worker_lost(exc)
-    else:
-        return exc
     if run is not None:
-        run.update_info(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        with contextlib.suppress(FlexplatError):  # not when the disk is full
+            run.update_info(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
     return error
 
 

@@ -16,6 +16,7 @@ import flexplat
 MODEL = "tiny-unet"
 CODEC = "tiny-grey"
 PROJECT = "tiny"
+BACKGROUND = "tiny-stripes"
 
 
 def build_model(image_size, channels, num_classes, filters=4, depth=1):
@@ -116,6 +117,23 @@ def register_codecs(register):
     register(
         flexplat.CodecSpec(CODEC, "Images + grey masks, class i painted as grey i*step.", _grey_codec, CODEC_OPTIONS)
     )
+
+
+def render_stripes(rng, size, object_diameter):
+    """Dark stripes as wide as half an object on light glass: distractors for copy-paste tests."""
+    import numpy as np
+
+    height, width = size
+    period = max(2, int(object_diameter))
+    columns = (np.arange(width) + int(rng.integers(period))) % period < period // 2
+    field = np.full((height, width, 3), 230, np.uint8)
+    field[:, columns] = 90
+    return field
+
+
+@flexplat.hookimpl
+def register_backgrounds(register):
+    register(flexplat.BackgroundSpec(BACKGROUND, "Dark stripes on light glass, for tests.", render_stripes))
 
 
 @flexplat.hookimpl

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import yaml
 
-from flexplat import DataError, split_by_original
+from flexplat import DataError, FlexplatError, split_by_original
 from flexplat_leukocyte import warp
 from flexplat_leukocyte.classes import (
     GENERATOR_NAME,
@@ -170,6 +170,13 @@ def staged_output(out: Path, overwrite: bool) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
+    except OSError as exc:  # e.g. the disk filled up: one message, the previous dataset (if any) untouched
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = f"{out} was left as it was" if out.exists() else f"nothing was written to {out}"
+        raise FlexplatError(
+            f"{out}: cannot write the dataset ({exc.strerror or exc}: {exc.filename or 'a file'}); {kept}. "
+            "Free some space (or choose another --out) and run the command again"
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -192,6 +192,36 @@ def render_smear(
     (0 background, 1 cytoplasm, 2 nucleus).
     """
     return draw_smear(rng, cls, size, sample_style(rng, cls, size, zoom, randomization))
+
+
+RED_CELL_TO_LEUKOCYTE = (0.4, 0.8)  # red-cell diameter / leukocyte diameter (7.5 um against 9-18 um)
+FIELD_BLUR = (0.3, 1.2)  # Gaussian sigma in pixels: light, as a pasted cell keeps its own focus
+FIELD_COVERAGE = (0.3, 1.0)  # share of the field covered by red cells: from sparse to crowded
+
+
+def render_field(
+    rng: np.random.Generator, size: tuple[int, int], object_diameter: float, randomization: Randomization | None = None
+) -> np.ndarray:
+    """An RGB uint8 smear field WITHOUT a leukocyte, for leukocytes ``object_diameter`` pixels across.
+
+    The background that copy-paste augmentation moves real leukocytes onto (the ``blood-smear``
+    background): plasma, red cells from none to crowded (sized against the leukocyte, see
+    :data:`RED_CELL_TO_LEUKOCYTE`), platelets, in a domain-randomised look (``randomization``,
+    default :class:`Randomization`).
+    """
+    height, width = size
+    side = max(height, width)
+    style = sample_style(rng, "neutrophil", side, 1.0, randomization or Randomization())
+    red_cell_radius = rng.uniform(*RED_CELL_TO_LEUKOCYTE) * object_diameter / 2.0
+    u = red_cell_radius / (float(np.mean(RBC_RADIUS)) * style.red_cell_size)
+    style = replace(
+        style, zoom=u * 256.0 / side, blur=rng.uniform(*FIELD_BLUR), red_cell_coverage=rng.uniform(*FIELD_COVERAGE)
+    )
+    far = (-10.0 * side, -10.0 * side, 0.0)  # no leukocyte for the red cells to keep clear of
+    layers = [_plasma(rng, side, u, style), _red_cells(rng, side, u, far, style), _platelets(rng, side, u, far)]
+    stains = np.stack([style.plasma, style.red_cell, style.platelet])
+    od = cv2.transform(cv2.merge([np.float32(layer) for layer in layers]), stains.T)
+    return cv2.cvtColor(_optics(rng, od, style)[:height, :width], cv2.COLOR_BGR2RGB)
 
 
 def sample_style(

@@ -89,15 +89,24 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def elastic_maps(h: int, w: int, rng: np.random.Generator, alpha: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Simard-style elastic deformation: smoothed random displacement fields."""
+    """Simard-style elastic deformation: smoothed random displacement fields.
+
+    The displacement fades to zero over ``3 * sigma`` at the image edges and every sample stays
+    inside the image: the edges stay straight, as in the other warps. Without this, whatever runs
+    along an edge (LISC's dark frame) was pulled into the image as curved lines, and samples from
+    outside the image came from the border rule.
+    """
     scale = max(h, w) / 512.0
     sigma_px, alpha_px = sigma * scale, alpha * scale * scale
     xs, ys = _grid(h, w)
+    band = max(1.0, 3.0 * sigma_px)
+    taper = np.minimum(np.minimum(xs, w - 1 - xs), np.minimum(ys, h - 1 - ys))
+    taper = np.clip(taper / band, 0.0, 1.0)
     fields = []
     for _ in range(2):
         noise = rng.uniform(-1.0, 1.0, size=(h, w)).astype(np.float32)
-        fields.append(cv2.GaussianBlur(noise, (0, 0), sigma_px, borderType=cv2.BORDER_REFLECT_101) * alpha_px)
-    return xs + fields[0], ys + fields[1]
+        fields.append(cv2.GaussianBlur(noise, (0, 0), sigma_px, borderType=cv2.BORDER_REFLECT_101) * alpha_px * taper)
+    return np.clip(xs + fields[0], 0, w - 1), np.clip(ys + fields[1], 0, h - 1)
 
 
 def lens_maps(h: int, w: int, amount: float) -> tuple[np.ndarray, np.ndarray]:

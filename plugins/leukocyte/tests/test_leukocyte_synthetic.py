@@ -108,6 +108,31 @@ def test_cli_synthetic_augments_train_only_when_asked(tmp_path):
         assert all(p.stem.count("_") == 1 for p in (out / split / "images").glob("*.png"))
 
 
+def test_disk_full_while_generating_leaves_the_previous_dataset_intact(tmp_path):
+    """A real EFBIG: the generator runs in a subprocess whose files may not exceed 2 KB."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "synth"
+    args = [sys.executable, "-m", "flexplat", "generate", "leukocyte", "--synthetic", "6", "--size", "64"]
+    assert subprocess.run([*args, "--out", str(out), "--quiet"], capture_output=True, timeout=300).returncode == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    command = [*args, "--seed", "1", "--out", str(out), "--overwrite", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot write the dataset (File too large" in result.stderr and "was left as it was" in result.stderr
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["synth"]  # the staging folder was removed
+
+
 def test_synthetic_output_is_identical_for_the_same_seed(tmp_path):
     from flexplat_leukocyte.synthetic import generate_synthetic
 
@@ -278,3 +303,25 @@ def test_a_share_of_randomised_smears_keeps_the_classic_look_at_a_random_scale()
     assert all(s.texture > 0.0 for s in never)
     default = [sample_style(np.random.default_rng([15, i]), "monocyte", 128, randomization=RANDOM) for i in range(100)]
     assert 8 <= sum(s.texture == 0.0 for s in default) <= 35  # about Randomization.classic = 20 %
+
+
+def test_blood_smear_background_has_red_cells_sized_against_the_object_and_no_leukocyte():
+    from flexplat import get_registry
+
+    render = get_registry().get("background", "blood-smear").render
+    fields = [render(np.random.default_rng([5, i]), (72, 96), 40.0) for i in range(12)]
+    assert all(f.shape == (72, 96, 3) and f.dtype == np.uint8 for f in fields)
+    again = render(np.random.default_rng([5, 0]), (72, 96), 40.0)
+    assert np.array_equal(fields[0], again)  # reproducible from the generator
+    # no leukocyte: nothing as dark as a nucleus; red cells: a share of clearly darker pixels than the glass
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in fields]).astype(float)
+    glass = np.percentile(grey.reshape(12, -1), 95, axis=1)[:, None]
+    darker = (grey.reshape(12, -1) < glass - 25).mean(axis=1)
+    assert np.median(darker) > 0.1
+    # the same draw for 3x larger objects: red cells 3x as wide, so about a third of the outline per area
+    edges = [_edge_density(render(np.random.default_rng(1), (256, 256), d)) for d in (24.0, 72.0)]
+    assert edges[0] > 1.5 * edges[1]  # (noise and plasma texture add edges that do not scale)
+
+
+def _edge_density(field: np.ndarray) -> float:
+    return float((cv2.Canny(cv2.cvtColor(field, cv2.COLOR_RGB2GRAY), 30, 60) > 0).mean())

@@ -63,6 +63,20 @@ def test_elastic_depends_only_on_the_rng():
     assert not np.array_equal(a[0], c[0])
 
 
+def test_elastic_keeps_the_edges_straight():
+    """A dark frame along the edges (as LISC images carry) stays at the edges, never bent inward as curves."""
+    image = np.full((288, 288, 3), 210, np.uint8)
+    image[:4], image[-4:], image[:, :4], image[:, -4:] = 0, 0, 0, 0
+    labels = np.zeros(image.shape[:2], np.uint8)
+    for seed in range(3):
+        out = warp.apply("elastic", image, labels, np.random.default_rng(seed))[0]
+        dark = np.argwhere(out.max(axis=2) < 100)
+        depth = np.minimum.reduce([dark[:, 0], 287 - dark[:, 0], dark[:, 1], 287 - dark[:, 1]])
+        assert depth.max() <= 8, f"seed {seed}: the frame reaches {depth.max()} px into the image"
+        assert out[0].max() < 100 and out[:, -1].max() < 100  # and it is still there along every edge
+        assert (out[100:188, 100:188] > 200).all()  # the inside still moves (a warp), but holds no frame
+
+
 def test_parse_augment():
     assert warp.parse_augment(None, ("rot90",)) == ("rot90",)
     assert warp.parse_augment("none", warp.AUGMENTATIONS) == ()

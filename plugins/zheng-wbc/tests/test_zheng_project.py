@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import flexplat_flexunet
+import flexplat_leukocyte
 import flexplat_zheng_wbc
 from flexplat_zheng_wbc.project import PARTS_PROJECT, PROJECT
 
@@ -15,7 +16,7 @@ from flexplat import resolve_config
 from flexplat.testing import invoke, plugin_system
 
 # this plugin and the one its configs name a model of (its declared dependency flexplat-flexunet)
-WITH_MODELS = (flexplat_zheng_wbc, flexplat_flexunet)
+WITH_MODELS = (flexplat_zheng_wbc, flexplat_flexunet, flexplat_leukocyte)  # the plugin and its dependencies
 
 LEUKOCYTE_CLASSES = [
     ("background", (0, 0, 0)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import flexplat_flexunet
+import flexplat_leukocyte
 import flexplat_zheng_wbc
 import pytest
 from flexplat_zheng_wbc.testing import write_zheng_dataset
@@ -25,7 +26,7 @@ def test_train_then_evaluate(tmp_path, project):
     root = tmp_path / "data"
     write_zheng_dataset(root, n=15)
     run = tmp_path / "run"
-    with plugin_system(flexplat_zheng_wbc, flexplat_flexunet):  # the plugin and its declared dependency
+    with plugin_system(flexplat_zheng_wbc, flexplat_flexunet, flexplat_leukocyte):  # the plugin and its dependencies
         args = ["train", project, "--data", str(root), "--epochs", "1", "--out", str(run), "--no-evaluate", *TINY]
         trained = invoke(args)
         assert trained.exit_code == 0, trained.output
