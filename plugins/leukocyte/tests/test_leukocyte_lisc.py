@@ -223,8 +223,9 @@ def test_a_failed_run_leaves_no_dataset_and_keeps_the_old_one(tmp_path):
 def test_a_failure_cancels_the_queued_originals(tmp_path, monkeypatch):
     """After one original fails, the queued ones are cancelled, not worked through.
 
-    Deterministic: originals after the failing one block until the pool is shut down, so
-    exactly the two workers' in-flight originals start beyond it, however threads are scheduled.
+    Deterministic: originals after the failing one block until the pool is shut down, so at most
+    the two workers' in-flight originals start beyond it (none, one or two, depending on whether a
+    worker picked one up before the failure was seen), however threads are scheduled.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -256,7 +257,8 @@ def test_a_failure_cancels_the_queued_originals(tmp_path, monkeypatch):
         write_dataset(
             tmp_path / "big", many, load, GenerateOptions(8), kind="test", source="-", progress=False, workers=2
         )
-    assert sorted(calls, key=lambda oid: int(oid.split("_")[1])) == [f"neut_{i}" for i in range(1, 7)]
+    started = sorted(int(oid.split("_")[1]) for oid in calls)
+    assert started == list(range(1, len(started) + 1)) and 4 <= len(started) <= 6  # 7..200 were cancelled
     assert list(tmp_path.iterdir()) == []
 
 
