@@ -42,7 +42,10 @@ def _fault(context, options):
 
     class Fault(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch + 1 == options["pause_at"] and os.environ.get("FLEXPLAT_TEST_PAUSE"):
+            flag = os.environ.get("FLEXPLAT_TEST_PAUSE")
+            if epoch + 1 == options["pause_at"] and flag:
+                if flag != "1":  # a file to say "sleeping now": the test's signal lands here, not inside TF
+                    open(flag, "w").close()
                 time.sleep(600)  # the test interrupts the process here
             if epoch + 1 == options["lr_jump_at"]:
                 self.model.optimizer.learning_rate.assign(1e38)  # an absurd learning rate from here on
@@ -211,14 +214,15 @@ def test_ctrl_c_during_training_stops_cleanly_and_resume_continues(site, tmp_pat
     site.add("flexplat_faults", FAULTS_PLUGIN, "flexplat-faults", "faults")
     config = train_config(tmp_path, epochs=2, fault={"pause_at": 2})
     run, env = tmp_path / "run", site.env(COLUMNS="300")
+    paused = tmp_path / "paused"
     process = start("train", "--config", str(config), "--out", str(run), "--no-evaluate",
-                    env={**env, "FLEXPLAT_TEST_PAUSE": "1"})  # fmt: skip
+                    env={**env, "FLEXPLAT_TEST_PAUSE": str(paused)})  # fmt: skip
     state = run / "resume" / "state.json"
     try:
-        wait_for(lambda: state.is_file() and json.loads(state.read_text())["epoch"] == 1, process, "epoch 1")
-        time.sleep(0.5)  # now sleeping before epoch 2
+        wait_for(paused.is_file, process, "the pause before epoch 2")
+        assert json.loads(state.read_text())["epoch"] == 1
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
         process.wait()
