@@ -104,9 +104,26 @@ def flexplat(*args: str, env: dict[str, str], **kwargs) -> subprocess.CompletedP
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, **kwargs)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
+    """``flexplat ARGS`` in a subprocess that takes Ctrl-C as a terminal would give it.
+
+    A child inherits ignored signals, and a test runner's worker may ignore SIGINT; Python then
+    installs no KeyboardInterrupt handler and the test's SIGINT would be ignored (seen under xdist).
+    """
     command = [sys.executable, "-m", "flexplat", *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_default_sigint,
+        **kwargs,
+    )
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, seconds: float = 240) -> None:
