@@ -13,7 +13,7 @@ from rich.console import Console
 from flexplat.errors import FlexplatError
 from flexplat.plugins import get_system
 from flexplat.registry import KINDS
-from flexplat.runtime import VERBOSE_ENV, configure_logging, require_tensorflow, verbose
+from flexplat.runtime import VERBOSE_ENV, configure_logging, quiet_training, require_tensorflow, verbose
 from flexplat.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -245,7 +245,8 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
         given = (project, config_file, sets, data, epochs, batch_size, seed is not None, demo, init, init_weights)
         if any(given):
             raise click.UsageError("--resume continues a run with its own config: give no other config options")
-        run = train_run(resume=Path(resume), console=out_console, strategy=strategy)
+        with quiet_training():
+            run = train_run(resume=Path(resume), console=out_console, strategy=strategy)
     else:
         if not project and not config_file:
             raise click.UsageError("give a PROJECT (see `flexplat list --kind project`) or --config FILE")
@@ -255,8 +256,9 @@ def train(project, config_file, sets, data, epochs, batch_size, seed, out, resum
         config = resolve(project, config_file, sets, options, demo=demo)
         out_path, init_path = (Path(out) if out else None), (Path(init) if init else None)
         weights = Path(init_weights) if init_weights else None
-        run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console, init_weights=weights,
-                        strategy=strategy)  # fmt: skip
+        with quiet_training():
+            run = train_run(config, out=out_path, init=init_path, demo=demo, console=out_console,
+                            init_weights=weights, strategy=strategy)  # fmt: skip
     if run is None:
         out_console.print("Training finished on this worker (the chief wrote the run folder and evaluates it)")
         return

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,3 +116,33 @@ def filtered_stderr(noise: re.Pattern[bytes] | None) -> Iterator[None]:
             kept = [line for line in captured.read().splitlines(keepends=True) if not noise.search(line)]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+@contextlib.contextmanager
+def quiet_training() -> Iterator[None]:
+    """Hide TensorFlow's C++ notices that appear after start-up (e.g. at the first training step) unless
+    verbose; everything else written to stderr passes through as it comes (a pipe and a pump thread)."""
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pump, args=(read_end, saved, _TF_NOISE), daemon=True)
+    pump.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads to the end and stops
+        pump.join(timeout=5)
+        os.close(saved)
+
+
+def _pump(read_end: int, target: int, noise: re.Pattern[bytes]) -> None:
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            if not noise.search(line):
+                os.write(target, line)

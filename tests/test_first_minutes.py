@@ -7,6 +7,7 @@ with a rich Console of 80 columns.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,30 @@ def test_infer_shows_flexplat_output_only_and_verbose_brings_the_library_logs_ba
     assert "absl::InitializeLog" in loud.stderr or "oneDNN" in loud.stderr
     by_env = flexplat(*args, "--output", str(tmp_path / "env"), env={**env, "FLEXPLAT_VERBOSE": "1"})
     assert any(word in by_env.stderr for word in LIBRARY_NOISE)
+
+
+QUIET_TRAINING_PROBE = """
+import os, sys, warnings
+from flexplat.runtime import quiet_training
+with quiet_training():
+    os.write(2, b"E0000 util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512.\\n")
+    os.write(2, b"a real problem\\n")
+    print("a Python message", file=sys.stderr, flush=True)
+print("after", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_training_hides_tensorflows_late_notices_only(verbose):
+    """TensorFlow prints some notices at the first training step, long after start-up: hidden unless verbose,
+    while every other line written to stderr meanwhile comes through, in order."""
+    env = {**os.environ, "FLEXPLAT_VERBOSE": "1" if verbose else "0"}
+    done = subprocess.run([sys.executable, "-c", QUIET_TRAINING_PROBE], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-3:] == ["a real problem", "a Python message", "after"]
+    assert any("DT_INT32" in line for line in lines) is verbose
 
 
 def test_data_check_of_a_corrupt_png_prints_flexplat_message_only(site, tmp_path):
