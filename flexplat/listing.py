@@ -101,6 +101,10 @@ def render_entry(entry: Entry, console: Console) -> None:
     if entry.kind == "project":
         _render_project(item, console)
         return
+    if entry.kind == "background":
+        console.print("Used by copy-paste augmentation: train.augment.paste > 0 with train.augment.paste_background: "
+                      f"{item.name}")  # fmt: skip
+        return
     if item.options:
         console.print(options_table(dict(item.options)))
     if entry.kind == "model" and item.describe is not None:

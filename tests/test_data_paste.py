@@ -103,10 +103,13 @@ def test_paste_needs_a_registered_background():
     assert config["train"]["augment"]["paste"] == 0.5
 
 
-def test_backgrounds_are_listed():
+def test_backgrounds_are_listed_and_described():
     result = invoke(["list", "--kind", "background", "--json"])
     assert result.exit_code == 0
     assert "tiny-stripes" in result.output
+    info = invoke(["info", "tiny-stripes"])
+    assert info.exit_code == 0, info.output
+    assert "(background)" in info.output and "paste_background: tiny-stripes" in info.output
 
 
 def test_the_pipeline_pastes_reproducibly(tmp_path):
