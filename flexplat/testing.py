@@ -21,6 +21,7 @@ __all__ = [
     "write_rgb_dataset",
     "write_index_dataset",
     "dataset_config",
+    "write_run",
 ]
 
 
@@ -151,3 +152,26 @@ def dataset_config(root, classes, splits=("train",), codec: str = "rgb-mask") ->
     for split in splits:
         data[split] = {"images": f"{split}/images", "masks": f"{split}/masks"}
     return {"classes": [{"name": c.name, "color": list(c.color)} for c in infos], "data": data}
+
+
+def write_run(path, model, classes, config: Mapping[str, Any] | None = None, **info: Any) -> Any:
+    """A completed run folder at ``path`` holding ``model`` (a Keras model), without training: for tests
+    of infer, evaluate and export. Its config is the schema's defaults with project ``test``,
+    ``classes`` (``ClassInfo``s or config dicts) and a 32x32 ``model.image_size``, ``config`` merged on
+    top; ``run.json`` says ``status: completed`` and holds ``info`` (e.g. ``scale``, ``finished``)."""
+    from pathlib import Path
+
+    from flexplat.config import merge
+    from flexplat.engine.rundir import RunDir
+    from flexplat.options import defaults
+    from flexplat.schema import SCHEMA
+
+    full = defaults(SCHEMA)
+    full.update(project="test", classes=[{"name": c.name, "color": list(c.color)} for c in _class_infos(classes)])
+    full["model"]["image_size"] = [32, 32]
+    run = RunDir(Path(path))
+    run.path.mkdir(parents=True)
+    run.write_config(merge(full, dict(config or {})))
+    model.save(run.model_path)
+    run.update_info(**{"status": "completed", **info})
+    return run

@@ -102,19 +102,8 @@ def site(tmp_path: Path) -> Site:
 def keras_run(tmp_path_factory) -> RunDir:
     """A completed run folder holding a one-layer Keras model on 32x32 inputs (no training needed)."""
     keras = pytest.importorskip("keras")
-    from flexplat.config import SCHEMA
-    from flexplat.engine.rundir import RunDir
-    from flexplat.options import defaults
-    from flexplat.testing import sample_classes
+    from flexplat.testing import sample_classes, write_run
 
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=[{"name": c.name, "color": list(c.color)} for c in sample_classes(3)])
-    config["model"]["image_size"] = [32, 32]
-    run = RunDir(tmp_path_factory.mktemp("runs") / "run")
-    run.path.mkdir()
-    run.write_config(config)
-    model.save(run.model_path)
-    run.update_info(status="completed", finished="2026-01-01T10:00:00")
-    return run
+    return write_run(tmp_path_factory.mktemp("runs") / "run", model, sample_classes(3), finished="2026-01-01T10:00:00")

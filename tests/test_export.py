@@ -14,11 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from flexplat.cli import cli
-from flexplat.config import SCHEMA
 from flexplat.data.io import read_gray, read_image, write_png
 from flexplat.engine.rundir import RunDir
-from flexplat.options import defaults
-from flexplat.testing import plugin_system
+from flexplat.testing import plugin_system, write_run
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("onnxruntime")
@@ -50,15 +48,8 @@ def small_unet(fixed: bool, seed: int = 3):
 
 
 def make_run(path: Path, fixed: bool) -> RunDir:
-    config = defaults(SCHEMA)
-    config.update(project="tiny", classes=CLASSES)
-    config["model"].update(name="tiny-unet", image_size=[32, 32], options={"depth": 1})
-    path.mkdir(parents=True)
-    run = RunDir(path)
-    run.write_config(config)
-    small_unet(fixed).save(run.model_path)
-    run.update_info(status="completed", finished="2026-01-01T10:00:00", scale=SCALE)
-    return run
+    config = {"project": "tiny", "model": {"name": "tiny-unet", "options": {"depth": 1}}}
+    return write_run(path, small_unet(fixed), CLASSES, config, finished="2026-01-01T10:00:00", scale=SCALE)
 
 
 @pytest.fixture(scope="module")

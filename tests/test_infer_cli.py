@@ -16,10 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from flexplat.cli import cli
-from flexplat.config import SCHEMA
 from flexplat.data.io import read_gray, read_image, write_png
 from flexplat.engine.rundir import RunDir
-from flexplat.options import defaults
+from flexplat.testing import write_run
 
 keras = pytest.importorskip("keras")
 
@@ -56,15 +55,8 @@ def constant_model(size: int = 256):
 
 
 def make_run(path: Path, model, size: int, classes=CLASSES, finished="2026-01-01T10:00:00", status="completed"):
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=classes)
-    config["model"]["image_size"] = [size, size]
-    path.mkdir(parents=True)
-    run = RunDir(path)
-    run.write_config(config)
-    model.save(run.model_path)
-    run.update_info(status=status, finished=finished)
-    return run
+    config = {"model": {"image_size": [size, size]}}
+    return write_run(path, model, classes, config, status=status, finished=finished)
 
 
 def picture(height: int, width: int, rect: tuple[int, int, int, int], color) -> np.ndarray:

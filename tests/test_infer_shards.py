@@ -12,12 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from flexplat.cli import cli
-from flexplat.config import SCHEMA
 from flexplat.engine.infer_shards import parse_shard, shard_indices, shard_of
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import TrainingScale
 from flexplat.errors import FlexplatError
-from flexplat.options import defaults
+from flexplat.testing import write_run
 
 keras = pytest.importorskip("keras")
 
@@ -63,15 +62,7 @@ def colour_model():
 def scaled_run(tmp_path_factory) -> RunDir:
     """A completed run that records a training scale, so infer estimates one factor for the folder."""
     path = tmp_path_factory.mktemp("runs") / "colour"
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=CLASSES)
-    config["model"]["image_size"] = [32, 32]
-    path.mkdir()
-    run = RunDir(path)
-    run.write_config(config)
-    colour_model().save(run.model_path)
-    run.update_info(status="completed", scale=TrainingScale(10.0, 8.0, 12.0, 20, 5).to_dict())
-    return run
+    return write_run(path, colour_model(), CLASSES, scale=TrainingScale(10.0, 8.0, 12.0, 20, 5).to_dict())
 
 
 def write_images(folder: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from flexplat.cli import cli
-from flexplat.config import SCHEMA
 from flexplat.engine.rundir import RunDir
 from flexplat.engine.scale import (
     ScalePlan,
@@ -23,11 +22,12 @@ from flexplat.engine.scale import (
     predicted_diameter,
 )
 from flexplat.engine.segment import with_tta
-from flexplat.options import defaults
+from flexplat.testing import write_run
 
 keras = pytest.importorskip("keras")
 
 CLASSES = [{"name": "background", "color": [0, 0, 0]}, {"name": "cell", "color": [255, 0, 0]}]
+SCALE = TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict()  # the runs below learnt 16 px objects
 
 
 def disc(size: int, diameter: float, value: int = 1, channels: int | None = None) -> np.ndarray:
@@ -144,16 +144,7 @@ def red_model():
 
 @pytest.fixture(scope="module")
 def scaled_run(tmp_path_factory) -> RunDir:
-    path = tmp_path_factory.mktemp("runs") / "scaled"
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=CLASSES)
-    config["model"]["image_size"] = [32, 32]
-    path.mkdir(parents=True)
-    run = RunDir(path)
-    run.write_config(config)
-    red_model().save(run.model_path)
-    run.update_info(status="completed", scale=TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict())
-    return run
+    return write_run(tmp_path_factory.mktemp("runs") / "scaled", red_model(), CLASSES, scale=SCALE)
 
 
 def write_disc_images(folder, diameters, size=160):
@@ -210,15 +201,7 @@ def test_given_diameter_per_image_scale_and_no_rescale(scaled_run, tmp_path):
 def test_a_fixed_input_model_without_tiles_gets_images_resized_to_its_input(tmp_path):
     inputs = keras.Input((32, 32, 3))
     outputs = red_model()(inputs)  # the same per-pixel rule, saved with one fixed input size
-    path = tmp_path / "fixed"
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=CLASSES)
-    config["model"]["image_size"] = [32, 32]
-    path.mkdir()
-    run = RunDir(path)
-    run.write_config(config)
-    keras.Model(inputs, outputs).save(run.model_path)
-    run.update_info(status="completed", scale=TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict())
+    run = write_run(tmp_path / "fixed", keras.Model(inputs, outputs), CLASSES, scale=SCALE)
     images = tmp_path / "images"
     write_disc_images(images, [40])
     out = tmp_path / "out"
@@ -231,16 +214,7 @@ def test_a_fixed_input_model_without_tiles_gets_images_resized_to_its_input(tmp_
 
 
 def test_images_larger_than_max_side_after_scaling_are_tiled(tmp_path):
-    path = tmp_path / "small-side"
-    config = defaults(SCHEMA)
-    config.update(project="test", classes=CLASSES)
-    config["model"]["image_size"] = [32, 32]
-    config["infer"]["max_side"] = 64
-    path.mkdir()
-    run = RunDir(path)
-    run.write_config(config)
-    red_model().save(run.model_path)
-    run.update_info(status="completed", scale=TrainingScale(16.0, 12.0, 20.0, 5, 5).to_dict())
+    run = write_run(tmp_path / "small-side", red_model(), CLASSES, {"infer": {"max_side": 64}}, scale=SCALE)
     images = tmp_path / "images"
     write_disc_images(images, [40])
     base = ["infer", "--images", str(images), "--run", str(run.path), "--no-overlay", "--index-masks"]
