@@ -137,9 +137,15 @@ def loss_options_schema(name: str) -> dict[str, Option]:
     return schema
 
 
-STAIN_METHODS = ("none", "reinhard", "macenko")
+STAIN_METHODS = ("none", "white-balance", "reinhard", "macenko")
 
 STAIN_TARGET_SCHEMA: dict[str, Option] = {
+    "background": Option(
+        [235.0, 235.0, 235.0],
+        "white-balance: the R, G, B (0..255) each image's background - its 99th-percentile brightness per "
+        "channel - is mapped to (neutral grey-white by default)",
+        item_type=float,
+    ),
     "lab_mean": Option(
         [73.87, 3.56, 12.99], "Reinhard: target mean of CIELAB L* (0..100), a*, b* over an image", item_type=float
     ),
@@ -160,10 +166,18 @@ STAIN_TARGET_SCHEMA: dict[str, Option] = {
         item_type=float,
     ),
 }
-"""``data.stain_norm.target``. Defaults: fitted (flexplat.data.stain.fit_target) on the 300 Zheng ds1 and 26
-KRD-WBC sample blood smears, each dataset weighted equally; fit your own from your reference images."""
+"""``data.stain_norm.target``. Defaults: white-balance to a neutral background; Reinhard and Macenko
+fitted (flexplat.data.stain.fit_target) on the 300 Zheng ds1 and 26 KRD-WBC sample blood smears, each
+dataset weighted equally; fit your own from your reference images."""
 
-_STAIN_LENGTHS = {"lab_mean": 3, "lab_std": 3, "hematoxylin_od": 3, "eosin_od": 3, "max_concentrations": 2}
+_STAIN_LENGTHS = {
+    "background": 3,
+    "lab_mean": 3,
+    "lab_std": 3,
+    "hematoxylin_od": 3,
+    "eosin_od": 3,
+    "max_concentrations": 2,
+}
 
 
 def check_stain_target(target: Any, path: str = "data.stain_norm.target") -> dict:
@@ -173,7 +187,7 @@ def check_stain_target(target: Any, path: str = "data.stain_norm.target") -> dic
         value = values[key]
         if len(value) != length:
             raise ConfigError(f"{path}.{key}: must be a list of {length} numbers, got {value!r}")
-        if key in ("lab_std", "max_concentrations") and min(value) <= 0:
+        if key in ("background", "lab_std", "max_concentrations") and min(value) <= 0:
             raise ConfigError(f"{path}.{key}: every value must be positive, got {value!r}")
         if key.endswith("_od") and (min(value) < 0 or max(value) <= 0):
             raise ConfigError(f"{path}.{key}: must be non-negative and not all 0, got {value!r}")
@@ -215,7 +229,8 @@ SCHEMA: dict[str, Any] = {
             "method": Option(
                 "none",
                 "stain normalisation of every image before augmentation (training) and before prediction "
-                "(evaluate, infer): none, reinhard (CIELAB mean/std) or macenko (stain vectors)",
+                "(evaluate, infer): none, white-balance (each channel scaled so the image's background becomes "
+                "target.background), reinhard (CIELAB mean/std) or macenko (stain vectors)",
                 choices=STAIN_METHODS,
             ),
             "target": STAIN_TARGET_SCHEMA,

@@ -40,7 +40,7 @@ def _he_image(h_vec=H_TRUE, e_vec=E_TRUE, h_max=1.2, e_max=0.8, seed: int = 0, s
     return np.clip(np.rint(256 * np.exp(-od) - 1), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("method", ["none", "reinhard", "macenko"])
+@pytest.mark.parametrize("method", ["none", "white-balance", "reinhard", "macenko"])
 def test_uint8_rgb_in_and_out(method):
     image = _smear()
     out = normalize(image, method, TARGET)
@@ -80,6 +80,24 @@ def test_reinhard_on_a_flat_image_only_shifts():
     assert np.allclose(lab_stats(out)[0], TARGET["lab_mean"], atol=1.0)
 
 
+def _lit(light: tuple[float, float, float]) -> np.ndarray:
+    """The same smear (transmittances) under a lamp of colour ``light``: glass, a cell, its nucleus."""
+    transmittance = np.ones((40, 40, 3), np.float32)
+    cv2.circle(transmittance, (20, 20), 12, (0.85, 0.65, 0.75), -1)
+    cv2.circle(transmittance, (20, 20), 6, (0.35, 0.2, 0.55), -1)
+    return np.clip(np.rint(transmittance * np.float32(light)), 0, 255).astype(np.uint8)
+
+
+def test_white_balance_takes_the_lamp_out():
+    yellow, green = _lit((250, 235, 160)), _lit((190, 215, 200))
+    target = {"background": [230.0, 230.0, 230.0]}
+    a, b = normalize(yellow, "white-balance", target), normalize(green, "white-balance", target)
+    assert np.abs(yellow.astype(int) - green.astype(int)).max() > 50
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # the same smear under either lamp
+    assert np.array_equal(a[0, 0], [230, 230, 230])  # glass becomes the target background
+    assert np.allclose(a[20, 20], np.array([0.35, 0.2, 0.55]) * 230, atol=2)  # the stain's own colour is kept
+
+
 def test_macenko_recovers_the_stain_vectors_of_a_beer_lambert_image():
     vectors, maxima = stain_vectors(_he_image())
     assert vectors[:, 0] @ H_TRUE > 0.99 and vectors[:, 1] @ E_TRUE > 0.99  # H first, E second
@@ -109,6 +127,8 @@ def test_fit_target_from_a_folder_matches_the_images(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     target = fit_target(tmp_path)
     assert set(target) == set(STAIN_TARGET_SCHEMA)
+    backgrounds = [np.percentile(im.reshape(-1, 3), 99, axis=0) for im in images]
+    assert np.allclose(target["background"], np.mean(backgrounds, 0), atol=1e-3)
     assert np.allclose(target["lab_mean"], np.mean([lab_stats(im)[0] for im in images], 0), atol=1e-3)
     assert np.allclose(target["lab_std"], np.mean([lab_stats(im)[1] for im in images], 0), atol=1e-3)
     check_stain_norm({"method": "reinhard", "target": target})  # usable as data.stain_norm.target as is

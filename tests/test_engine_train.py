@@ -162,3 +162,27 @@ def test_training_pastes_onto_the_configured_background(tmp_path, tiny_plugin):
         run = train(config, out=tmp_path / "run")
     assert run.info()["status"] == "completed"
     assert drawn and all(size == (32, 32) and diameter > 0 for size, diameter in drawn)
+
+
+def test_a_one_channel_model_trains_on_the_luminance_and_infers_the_same_way(tmp_path):
+    import numpy as np
+
+    from flexplat.data.codecs import RgbMaskCodec
+    from flexplat.data.pipeline import GREY_WEIGHTS, make_dataset
+    from flexplat.engine.evaluate import evaluate_run
+    from flexplat.engine.train import train
+
+    config = tiny_config(tmp_path)
+    config["model"]["channels"] = 1
+    run = train(config, out=tmp_path / "run")
+    assert run.info()["status"] == "completed"
+    assert sorted(p.name for p in run.epoch_infer_dir.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert evaluate_run(run, "test")["images"] == 6  # evaluation shows the model grey images too
+
+    codec = RgbMaskCodec(sample_classes(3), {})
+    pairs = codec.scan("train/images", "train/masks", config["data"]["root"]).pairs
+    kwargs = {"shuffle": False, "augment": None, "seed": 0}
+    rgb = next(iter(make_dataset(pairs, codec, (32, 32), 3, 6, **kwargs)))[0].numpy()
+    grey = next(iter(make_dataset(pairs, codec, (32, 32), 3, 6, channels=1, **kwargs)))[0].numpy()
+    assert grey.shape == (6, 32, 32, 1)
+    assert np.abs(grey[..., 0] - np.round(rgb @ np.array(GREY_WEIGHTS))).max() <= 1.0

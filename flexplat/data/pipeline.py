@@ -37,6 +37,9 @@ def _malloc_trim() -> Callable[[], Any]:
     return lambda: trim(0)
 
 
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma of R, G, B: OpenCV's RGB2GRAY, used by inference
+
+
 def load_pair_resized(
     pair: Pair, codec: Codec, image_size: Sequence[int], stain_norm: Mapping[str, Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +82,12 @@ def make_dataset(
     drop_remainder: bool = False,
     repeat: bool = False,
     stain_norm: Mapping[str, Any] | None = None,
+    channels: int = 3,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(images, targets)`` batches streamed from ``pairs``.
 
-    images: float32 ``(B, H, W, 3)`` in 0..255 (the model normalises). targets: one-hot float32
+    images: float32 ``(B, H, W, channels)`` in 0..255 (the model normalises); ``channels=1`` gives
+    the luminance of the augmented RGB image, as inference's grey view of an image. targets: one-hot float32
     ``(B, H, W, num_classes)``, or int32 ``(B, H, W)`` class indices with ``one_hot=False``.
     Decoding runs on parallel workers in a deterministic order; ``shuffle`` reshuffles each
     epoch from ``seed``; ``augment`` (``train.augment`` options) is applied after resizing,
@@ -129,12 +134,14 @@ def make_dataset(
         ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
 
     if augment and augment.get("paste"):
-        ds = _with_paste(ds, augment, seed, (height, width))
+        ds = _with_paste(ds, augment, seed, (height, width), stain)
     if is_enabled(augment):
         ds = _with_augment(ds, augment, seed)
 
     def finish(image, mask):
         image = tf.cast(image, tf.float32)
+        if channels == 1:
+            image = tf.round(tf.tensordot(image, tf.constant(GREY_WEIGHTS), axes=[[-1], [0]]))[..., None]
         if one_hot:
             return image, tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
         return image, tf.cast(mask, tf.int32)
@@ -144,14 +151,18 @@ def make_dataset(
     return ds.prefetch(autotune)
 
 
-def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple) -> Any:
-    """``ds`` with copy-paste (flexplat/data/paste.py) applied per element, reproducibly from ``seed``."""
+def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, stain: Mapping | None) -> Any:
+    """``ds`` with copy-paste (flexplat/data/paste.py) applied per element, reproducibly from ``seed``;
+    the backgrounds are stain-normalised like the images (``stain``), so a pasted image looks like a
+    normalised field."""
     import tensorflow as tf
 
     from flexplat.data.paste import paste_fn
     from flexplat.plugins import get_registry
 
     background = get_registry().get("background", augment["paste_background"]).render
+    if stain and stain["method"] != "none":
+        background = _normalised(background, stain)
     fn = paste_fn(augment, background, seed)
 
     def paste(pair, key):
@@ -162,6 +173,15 @@ def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple) -> 
 
     keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip((ds, keys)).map(paste, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _normalised(render: Callable, stain: Mapping[str, Any]) -> Callable:
+    """``render`` whose backgrounds come out stain-normalised by ``stain`` (``data.stain_norm``)."""
+
+    def draw(rng: Any, shape: tuple, diameter: float) -> np.ndarray:
+        return normalize(render(rng, shape, diameter), stain["method"], stain["target"])
+
+    return draw
 
 
 def _with_augment(ds: Any, augment: Mapping[str, Any], seed: int) -> Any:

@@ -9,6 +9,11 @@ One entry point, used identically when training, evaluating and inferring::
 Methods:
 
 - ``none``: the image unchanged.
+- ``white-balance``: each channel is scaled so the image's background - its
+  ``BACKGROUND_PERCENTILE`` brightness per channel, the unstained glass lit by the lamp - becomes
+  ``target.background``. It removes what the illumination and camera add (a yellow lamp, a green
+  cast) and keeps the stains' own contrast; the image needs some background (a field, or a crop
+  around a cell). Measured on ds1 -> KRD, see benchmarks/RESULTS.md ("Cross-domain").
 - ``reinhard`` (Reinhard et al. 2001): each CIELAB channel of the image (L* 0..100, a*, b*) is
   shifted and scaled so its mean and standard deviation over the whole image become
   ``target.lab_mean`` / ``target.lab_std``.
@@ -51,10 +56,10 @@ _OD_TABLE = -np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0).astype(np.
 def normalize(image: np.ndarray, method: str, params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Return ``image`` (uint8 H x W x 3 RGB) stain-normalised by ``method`` towards ``params``.
 
-    ``method``: ``"none"``, ``"reinhard"`` or ``"macenko"``. ``params``: the target mapping
-    (``data.stain_norm.target``; keys ``lab_mean``, ``lab_std`` for Reinhard, ``hematoxylin_od``,
-    ``eosin_od``, ``max_concentrations`` for Macenko; ``None`` = the schema's defaults). The
-    result is uint8 RGB of the same shape; ``"none"`` returns ``image`` itself.
+    ``method``: ``"none"``, ``"white-balance"``, ``"reinhard"`` or ``"macenko"``. ``params``: the target
+    mapping (``data.stain_norm.target``; key ``background`` for white-balance, ``lab_mean``, ``lab_std`` for
+    Reinhard, ``hematoxylin_od``, ``eosin_od``, ``max_concentrations`` for Macenko; ``None`` = the schema's
+    defaults). The result is uint8 RGB of the same shape; ``"none"`` returns ``image`` itself.
     """
     if method not in STAIN_METHODS:
         raise ConfigError(
@@ -64,6 +69,8 @@ def normalize(image: np.ndarray, method: str, params: Mapping[str, Any] | None =
     if method == "none":
         return image
     target = check_stain_target(params)
+    if method == "white-balance":
+        return _white_balance(image, np.asarray(target["background"], np.float32))
     if method == "reinhard":
         return _reinhard(image, np.asarray(target["lab_mean"]), np.asarray(target["lab_std"]))
     stains = np.stack([_unit(target["hematoxylin_od"]), _unit(target["eosin_od"])], axis=1)
@@ -90,15 +97,17 @@ def stain_vectors(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def fit_target(source: str | Path | Iterable[np.ndarray]) -> dict[str, list[float]]:
     """Measure a ``data.stain_norm.target`` from reference images (a folder, or uint8 RGB arrays).
 
-    Reinhard: the mean over images of each image's CIELAB mean and standard deviation (the
-    statistics :func:`normalize` maps every image to). Macenko: the per-component median over
-    images of the estimated stain vectors and maximum concentrations (images with too few
-    stained pixels are skipped). Returns plain lists, ready for YAML.
+    White-balance: the mean over images of each image's background colour. Reinhard: the mean
+    over images of each image's CIELAB mean and standard deviation (the statistics
+    :func:`normalize` maps every image to). Macenko: the per-component median over images of the
+    estimated stain vectors and maximum concentrations (images with too few stained pixels are
+    skipped). Returns plain lists, ready for YAML.
     """
     images = _iter_images(source)
-    means, stds, vectors, maxima, count = [], [], [], [], 0
+    means, stds, vectors, maxima, backgrounds, count = [], [], [], [], [], 0
     for image in images:
         count += 1
+        backgrounds.append(background_colour(image))
         mean, std = lab_stats(image)
         means.append(mean)
         stds.append(std)
@@ -108,7 +117,7 @@ def fit_target(source: str | Path | Iterable[np.ndarray]) -> dict[str, list[floa
             maxima.append(estimate[1])
     if not count:
         raise DataError(f"{source}: no images to fit a stain target from")
-    target = {"lab_mean": np.mean(means, 0), "lab_std": np.mean(stds, 0)}
+    target = {"background": np.mean(backgrounds, 0), "lab_mean": np.mean(means, 0), "lab_std": np.mean(stds, 0)}
     if vectors:
         median = np.median(np.stack(vectors), 0)
         target["hematoxylin_od"] = _unit(median[:, 0])
@@ -155,9 +164,19 @@ def _reinhard(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarra
     return _from_float_rgb(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0)
 
 
+def background_colour(image: np.ndarray) -> np.ndarray:
+    """The brightness of ``image``'s background per channel (its ``BACKGROUND_PERCENTILE``), float R, G, B."""
+    return np.percentile(image.reshape(-1, 3), BACKGROUND_PERCENTILE, axis=0).astype(np.float32)
+
+
+def _white_balance(image: np.ndarray, background: np.ndarray) -> np.ndarray:
+    gain = background / np.maximum(background_colour(image), 1.0)
+    return _from_float_rgb(image.astype(np.float32) * gain)
+
+
 def _optical_density(image: np.ndarray) -> np.ndarray:
     """-ln(I / I0) per channel, I0 = the image's own background (its BACKGROUND_PERCENTILE brightness)."""
-    white = np.percentile(image.reshape(-1, 3), BACKGROUND_PERCENTILE, axis=0) + 1.0
+    white = background_colour(image).astype(np.float64) + 1.0
     od = _OD_TABLE[image] + np.log(white).astype(np.float32) - np.float32(np.log(256.0))
     return np.maximum(od, 0.0, out=od)
 

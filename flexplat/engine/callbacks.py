@@ -21,6 +21,7 @@ from flexplat.data.io import colorize, write_png
 from flexplat.engine.context import RunContext
 from flexplat.engine.figures import line_plot, side_by_side
 from flexplat.engine.model_file import save_for_inference
+from flexplat.engine.segment import to_network
 
 _MAX_WORDS = ("dice", "iou", "acc", "auc", "precision", "recall")
 
@@ -147,17 +148,19 @@ class EpochChangeInference(keras.callbacks.Callback):
         self.out_dir, self.colors = Path(out_dir), [c.color for c in context.classes]
         stain = context.config["data"].get("stain_norm")
         loaded = [load_pair_resized(p, context.codec, context.image_size, stain) for p in pairs]
-        self.images = np.stack([image for image, _ in loaded]).astype("float32")
+        self.images = np.stack([image for image, _ in loaded])
+        channels = context.config["model"]["channels"]
+        self.inputs = np.stack([to_network(image, channels) for image in self.images]).astype("float32")
         self.masks = [mask for _, mask in loaded]
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         # a direct call, not predict(): under a multi-worker strategy only the chief runs this, and
         # predict() would wait for the other workers to gather its outputs
-        probs = keras.ops.convert_to_numpy(self.model(self.images, training=False))
+        probs = keras.ops.convert_to_numpy(self.model(self.inputs, training=False))
         predicted = probs.argmax(axis=-1)
         rows = []
         for image, truth, pred in zip(self.images, self.masks, predicted, strict=True):
-            panels = [image.astype(np.uint8), colorize(truth, self.colors), colorize(pred, self.colors)]
+            panels = [image, colorize(truth, self.colors), colorize(pred, self.colors)]
             rows.append(side_by_side(panels, ["input", "ground truth", "prediction"], f"epoch {epoch + 1}"))
         width = max(r.shape[1] for r in rows)
         sheet = np.concatenate(

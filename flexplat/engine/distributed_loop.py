@@ -206,7 +206,7 @@ def input_fn(config: dict, codec: Any, pairs: Sequence[Any]) -> Callable[[Any], 
         return make_dataset(
             mine, codec, tuple(config["model"]["image_size"]), len(config["classes"]), train["batch_size"],
             shuffle=True, augment=train["augment"], seed=train["seed"], cache=config["data"]["cache"], repeat=True,
-            stain_norm=config["data"].get("stain_norm"),
+            stain_norm=config["data"].get("stain_norm"), channels=config["model"]["channels"],
         )  # fmt: skip
 
     return build

@@ -350,6 +350,7 @@ def _dataset(config: dict, codec: Any, pairs: list[Any], training: bool, replica
         pairs, codec, tuple(config["model"]["image_size"]), len(config["classes"]), train_cfg["batch_size"] * replicas,
         shuffle=training, augment=train_cfg["augment"] if training else None, seed=train_cfg["seed"],
         cache=config["data"]["cache"], stain_norm=config["data"].get("stain_norm"),
+        channels=config["model"]["channels"],
     )  # fmt: skip
 
 
