@@ -112,48 +112,37 @@ def test_backgrounds_are_listed_and_described():
     assert "(background)" in info.output and "paste_background: tiny-stripes" in info.output
 
 
-def test_the_pipeline_pastes_reproducibly(tmp_path):
+def _dataset(tmp_path, augment, **kwargs):
+    """The pipeline's first batch (4 images of 32 px) of a small RGB dataset, as NumPy arrays."""
     pytest.importorskip("tensorflow")
     from flexplat.data.codecs import RgbMaskCodec
     from flexplat.data.pipeline import make_dataset
     from flexplat.testing import sample_classes, write_rgb_dataset
 
     classes = sample_classes(3)
-    root = write_rgb_dataset(tmp_path, classes, n=4, size=(32, 32), seed=2)
+    root = tmp_path / "data"
+    if not root.is_dir():
+        write_rgb_dataset(root, classes, n=4, size=(32, 32), seed=2)
     codec = RgbMaskCodec(classes, {})
     pairs = codec.scan("train/images", "train/masks", root).pairs
+    ds = make_dataset(pairs, codec, (32, 32), 3, 4, shuffle=False, augment=augment, seed=1, **kwargs)
+    x, y = next(iter(ds))
+    return x.numpy(), y.numpy()
+
+
+def test_the_pipeline_pastes_reproducibly(tmp_path):
     augment = {"paste": 1.0, "paste_background": "tiny-stripes", "paste_empty": 0.0}
-
-    def masks():
-        ds = make_dataset(pairs, codec, (32, 32), 3, 4, shuffle=False, augment=augment, seed=1)
-        return [(x.numpy(), y.numpy()) for x, y in ds][0]
-
-    plain = make_dataset(pairs, codec, (32, 32), 3, 4, shuffle=False, augment=None, seed=1)
-    (x0, y0), (x1, y1), (x2, y2) = next(iter(plain)), masks(), masks()
+    (x0, y0), (x1, y1), (x2, y2) = _dataset(tmp_path, None), _dataset(tmp_path, augment), _dataset(tmp_path, augment)
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2)  # same seed, same pastes
-    assert not np.array_equal(x0.numpy(), x1) and not np.array_equal(y0.numpy(), y1)  # moved onto stripes
-    before, after = y0.numpy().sum((1, 2))[:, 1:], y1.sum((1, 2))[:, 1:]
+    assert not np.array_equal(x0, x1) and not np.array_equal(y0, y1)  # moved onto stripes
+    before, after = y0.sum((1, 2))[:, 1:], y1.sum((1, 2))[:, 1:]
     assert np.all(after <= before)  # objects move (and may be cut by the edge); nothing is invented
 
 
 def test_pasted_backgrounds_are_stain_normalised_like_the_images(tmp_path):
-    pytest.importorskip("tensorflow")
-    from flexplat.data.codecs import RgbMaskCodec
-    from flexplat.data.pipeline import make_dataset
-    from flexplat.testing import sample_classes, write_rgb_dataset
-
-    classes = sample_classes(3)
-    root = write_rgb_dataset(tmp_path, classes, n=4, size=(32, 32), seed=2)
-    codec = RgbMaskCodec(classes, {})
-    pairs = codec.scan("train/images", "train/masks", root).pairs
     empty = {"paste": 1.0, "paste_background": "tiny-stripes", "paste_empty": 1.0}
     stain = {"method": "white-balance", "target": {"background": [200.0, 120.0, 60.0]}}
-
-    def backgrounds(stain_norm):
-        ds = make_dataset(pairs, codec, (32, 32), 3, 4, shuffle=False, augment=empty, seed=1, stain_norm=stain_norm)
-        return next(iter(ds))[0].numpy()
-
-    for image in backgrounds(stain):  # every image is a background alone, and mapped to the target
+    for image in _dataset(tmp_path, empty, stain_norm=stain)[0]:  # backgrounds alone, mapped to the target
         assert np.allclose(np.percentile(image.reshape(-1, 3), 99, axis=0), [200, 120, 60], atol=1.5)
-    raw = backgrounds(None)[0]
+    raw = _dataset(tmp_path, empty)[0][0]
     assert not np.allclose(np.percentile(raw.reshape(-1, 3), 99, axis=0), [200, 120, 60], atol=10)
