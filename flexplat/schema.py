@@ -286,6 +286,14 @@ SCHEMA: dict[str, Any] = {
             min=16,
         ),
         "tile_overlap": Option(0.25, "tile overlap as a fraction of the tile side", min=0.0, max=0.75),
+        "min_object": Option(
+            0.25,
+            "predicted objects (connected non-background regions) narrower than this fraction of the run's "
+            "small training objects (run.json scale.diameter_p10, equivalent diameter) become background: "
+            "specks, not objects (0 = keep all)",
+            min=0.0,
+            max=1.0,
+        ),
         "batch_size": Option(4, "images or tiles per prediction batch", min=1),
         "overlay_alpha": Option(0.45, "mask opacity in overlays", min=0.0, max=1.0),
     },

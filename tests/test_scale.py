@@ -226,3 +226,37 @@ def test_images_larger_than_max_side_after_scaling_are_tiled(tmp_path):
         assert json.loads((out / "summary.json").read_text())["images"][0]["tiled"] is tiled
         index = cv2.imread(str(out / "img0_index.png"), cv2.IMREAD_UNCHANGED)
         assert math.isclose((index > 0).mean(), (disc(160, 40) > 0).mean(), abs_tol=0.01)
+
+
+def test_drop_specks_turns_small_objects_into_certain_background():
+    from flexplat.engine.segment import drop_specks
+
+    probs = np.zeros((40, 40, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[5:25, 5:25] = [0.2, 0.7, 0.1]  # a 20 px object (equivalent diameter 22.6)
+    probs[30:33, 30:33] = [0.1, 0.1, 0.8]  # a 3 px speck of another class (3.4)
+    kept = drop_specks(probs, 3.0)
+    assert kept is probs  # nothing below 3 px: untouched
+    dropped = drop_specks(probs, 10.0)
+    assert np.array_equal(dropped[30:33, 30:33], np.tile([1.0, 0.0, 0.0], (3, 3, 1)))
+    assert np.array_equal(dropped[5:25, 5:25], probs[5:25, 5:25]) and probs[31, 31, 2] == np.float32(0.8)
+    assert drop_specks(probs, 30.0)[..., 0].min() == 1.0  # everything is a speck at 30 px
+
+
+def test_infer_drops_specks_below_a_quarter_of_the_small_training_objects(scaled_run, tmp_path):
+    image = np.full((160, 160, 3), 40, np.uint8)
+    cv2.circle(image, (100, 100), 40, (255, 0, 0), -1)  # 80 px: 16 px at the training framing (32 / 160)
+    image[50:60, 50:60] = (255, 0, 0)  # 10 px: 2 px there, below 0.25 x the 12 px p10 = 3 px
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "cells.png").write_bytes(cv2.imencode(".png", image[:, :, ::-1])[1].tobytes())
+    keep_all = write_run(tmp_path / "keep-all", red_model(), CLASSES, {"infer": {"min_object": 0.0}}, scale=SCALE)
+    found = {}
+    for run in (scaled_run, keep_all):
+        out = tmp_path / run.path.name
+        args = ["infer", "--images", str(images), "--run", str(run.path), "--output", str(out), "--index-masks"]
+        result = CliRunner().invoke(cli, [*args, "--no-rescale", "--no-overlay"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        found[run.path.name] = cv2.imread(str(out / "cells_index.png"), cv2.IMREAD_UNCHANGED)
+    assert found["keep-all"][50:60, 50:60].mean() > 0.5 and found["keep-all"][100, 100] == 1
+    assert found["scaled"][45:65, 45:65].max() == 0 and found["scaled"][100, 100] == 1

@@ -138,6 +138,15 @@ def make_dataset(
     if is_enabled(augment):
         ds = _with_augment(ds, augment, seed)
 
+    ds = ds.map(_finisher(num_classes, one_hot, channels), num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
+
+
+def _finisher(num_classes: int, one_hot: bool, channels: int) -> Callable:
+    """The last step of an element: float image (grey for 1 channel), one-hot or int32 target."""
+    import tensorflow as tf
+
     def finish(image, mask):
         image = tf.cast(image, tf.float32)
         if channels == 1:
@@ -146,9 +155,7 @@ def make_dataset(
             return image, tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
         return image, tf.cast(mask, tf.int32)
 
-    ds = ds.map(finish, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=autotune, deterministic=True)
-    return ds.prefetch(autotune)
+    return finish
 
 
 def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, stain: Mapping | None) -> Any:

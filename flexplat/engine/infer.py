@@ -86,6 +86,7 @@ from flexplat.specs import ClassInfo
 TILE_MODES = ("auto", "always", "never")
 BACKENDS = ("auto", "tensorflow", "onnx")
 DEFAULT_MAX_SIDE = SCHEMA["infer"]["max_side"].default
+DEFAULT_MIN_OBJECT = SCHEMA["infer"]["min_object"].default
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
 SUMMARY_CSV, SUMMARY_JSON = summary_names(None)
 
@@ -561,7 +562,14 @@ def build_segmenter(
         tta=tta,
         model_hw=model_hw,
         stain_norm=config.get("data", {}).get("stain_norm"),
+        min_object=_min_object(run, float(infer_cfg.get("min_object", DEFAULT_MIN_OBJECT))),
     )
+
+
+def _min_object(run: Source, fraction: float) -> float:
+    """The smallest object diameter kept, in pixels at the run's scale (0 when the run records no scale)."""
+    training = run.training_scale()
+    return fraction * training.diameter_p10 if training is not None else 0.0
 
 
 def plan_folder_scale(
@@ -639,7 +647,7 @@ def _segment_folder(
     """Decode ahead in threads, predict in batches here, post-process and write in the background."""
     classes = run.classes()
     alpha = float(run.config().get("infer", {}).get("overlay_alpha", 0.45))
-    finish = _finisher(classes, targets, alpha, plan)
+    finish = _finisher(segmenter, classes, targets, alpha, plan)
     skipped: list[tuple[int, str, str]] = []
     with _progress(console, progress) as bar:
         task = bar.add_task("Segmenting", total=len(items))
@@ -711,7 +719,11 @@ class _Batcher:
 
 
 def _finisher(
-    classes: Sequence[ClassInfo], targets: Sequence[dict[str, Path]], alpha: float, plan: ScalePlan
+    segmenter: Segmenter,
+    classes: Sequence[ClassInfo],
+    targets: Sequence[dict[str, Path]],
+    alpha: float,
+    plan: ScalePlan,
 ) -> Callable[[_Job], dict]:
     """Post-processing of one image: back to its size, argmax, colour, overlay, write, summary row."""
     colors = [c.color for c in classes]
@@ -720,7 +732,7 @@ def _finisher(
 
     def finish(job: _Job) -> dict:
         item = job.item
-        labels = np.argmax(Segmenter.restore(item.prepared, job.probs), axis=-1).astype(index_dtype)
+        labels = np.argmax(segmenter.restore(item.prepared, job.probs), axis=-1).astype(index_dtype)
         paths = targets[item.index]
         write_png(paths["mask"], colorize(labels, colors))
         if "overlay" in paths:

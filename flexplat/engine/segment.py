@@ -236,6 +236,10 @@ class Prepared:
     tiled: bool
     array: np.ndarray  # padded float32 network input (whole) or the scaled image (tiled)
 
+    def scaled(self, probs: np.ndarray) -> np.ndarray:
+        """``probs`` of ``array`` without the padding: the scaled image's own pixels."""
+        return probs[: self.scaled_hw[0], : self.scaled_hw[1]]
+
 
 @dataclass
 class Segmenter:
@@ -251,6 +255,7 @@ class Segmenter:
     tta: bool = False
     model_hw: tuple[int, int] = (256, 256)  # the training input size (the training framing)
     stain_norm: Mapping[str, Any] | None = None  # the run's data.stain_norm, applied as in training
+    min_object: float = 0.0  # objects narrower than this (scaled pixels, equivalent diameter) become background
 
     def __post_init__(self) -> None:
         self.forward = with_tta(self.predictor) if self.tta else self.predictor
@@ -295,11 +300,10 @@ class Segmenter:
     def predict_tiled(self, prepared: Prepared) -> np.ndarray:
         return predict_tiled(self.forward, prepared.array, self.tile_hw, self.overlap, self.batch_size)
 
-    @staticmethod
-    def restore(prepared: Prepared, probs: np.ndarray) -> np.ndarray:
-        """Probabilities of a prepared image (padded, scaled) back at its original size."""
-        cropped = probs[: prepared.scaled_hw[0], : prepared.scaled_hw[1]]
-        return resize(np.ascontiguousarray(cropped), prepared.height, prepared.width)
+    def restore(self, prepared: Prepared, probs: np.ndarray) -> np.ndarray:
+        """Probabilities of a prepared image (padded, scaled) back at its original size, specks dropped."""
+        scaled = drop_specks(np.ascontiguousarray(prepared.scaled(probs)), self.min_object)
+        return resize(scaled, prepared.height, prepared.width)
 
     def _predict(self, prepared: Prepared) -> np.ndarray:
         """Probabilities at the prepared (scaled, possibly padded) size."""
@@ -313,7 +317,25 @@ class Segmenter:
     def labels_at(self, net_image: np.ndarray, factor: float) -> np.ndarray:
         """Predicted class indices at the SCALED size (for measuring object sizes)."""
         prepared = self.prepare(net_image, factor)
-        return np.argmax(self._predict(prepared)[: prepared.scaled_hw[0], : prepared.scaled_hw[1]], axis=-1)
+        return np.argmax(prepared.scaled(self._predict(prepared)), axis=-1)
+
+
+def drop_specks(probs: np.ndarray, min_diameter: float) -> np.ndarray:
+    """``probs`` (H x W x classes) where every predicted object - a connected region of non-background
+    argmax - with an equivalent diameter below ``min_diameter`` pixels is made certain background."""
+    if min_diameter <= 0:
+        return probs
+    foreground = (probs.argmax(axis=-1) > 0).astype(np.uint8)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    small = np.zeros(count, bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] < np.pi / 4.0 * min_diameter**2
+    if not small.any():
+        return probs
+    specks = small[components]
+    out = probs.copy()
+    out[specks] = 0.0
+    out[specks, 0] = 1.0
+    return out
 
 
 def to_network(rgb: np.ndarray, channels: int) -> np.ndarray:
