@@ -356,7 +356,11 @@ class InferGroup(FlexplatGroup):
     help="Force tiled / whole-image inference after scaling (default: config infer.tile).",
 )  # fmt: skip
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile side in pixels (default: the model input).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images or tiles per batch (default: config).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Images or tiles per batch (default: config infer.batch_size within infer.max_batch_pixels).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @backend_option
 @click.option(

@@ -295,6 +295,12 @@ SCHEMA: dict[str, Any] = {
             max=1.0,
         ),
         "batch_size": Option(4, "images or tiles per prediction batch", min=1),
+        "max_batch_pixels": Option(
+            262144,
+            "a prediction batch holds at most this many input pixels, so large inputs go fewer at a time "
+            "(262144: one 512x512 image; a batch always holds at least one); an explicit --batch-size is kept",
+            min=1,
+        ),
         "overlay_alpha": Option(0.45, "mask opacity in overlays", min=0.0, max=1.0),
     },
 }

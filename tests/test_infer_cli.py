@@ -313,3 +313,19 @@ def test_output_that_is_a_file_is_refused(colour_run, mixed_images, tmp_path):
     with pytest.raises(FlexplatError, match="must be a folder"):
         run_inference(colour_run, mixed_images, target, progress=False)
     assert target.read_text() == "keep me\n"
+
+
+def test_prediction_batches_stay_within_max_batch_pixels_unless_a_batch_size_is_given(tmp_path):
+    run = write_run(tmp_path / "run", colour_model(32), CLASSES, {"infer": {"max_batch_pixels": 2 * 32 * 32}})
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(7):
+        save(images / f"{i}.png", picture(32, 32, (4, 12, 4, 12), RED))
+    batches = {}
+    for name, extra in (("capped", ()), ("given", ("--batch-size", "4"))):
+        out = tmp_path / name
+        result = invoke("--images", str(images), "--run", str(run.path), "--output", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        batches[name] = json.loads((out / "summary.json").read_text())["timings"]["model_batches"]
+        assert len(list(out.glob("*_mask.png"))) == 7
+    assert batches == {"capped": 1 + 3, "given": 1 + 2}  # the first batch holds one image, then 2 or 4 each

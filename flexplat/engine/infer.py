@@ -87,6 +87,7 @@ TILE_MODES = ("auto", "always", "never")
 BACKENDS = ("auto", "tensorflow", "onnx")
 DEFAULT_MAX_SIDE = SCHEMA["infer"]["max_side"].default
 DEFAULT_MIN_OBJECT = SCHEMA["infer"]["min_object"].default
+DEFAULT_PIXELS = SCHEMA["infer"]["max_batch_pixels"].default
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
 SUMMARY_CSV, SUMMARY_JSON = summary_names(None)
 
@@ -106,6 +107,7 @@ class InferSummary:
     load_seconds: float
     model_seconds: float
     total_seconds: float
+    model_batches: int = 0  # forward passes (prediction batches)
     classes: list[str] = field(default_factory=list)
     scale: dict[str, Any] = field(default_factory=dict)
     tta: bool = False
@@ -141,6 +143,7 @@ class InferSummary:
             "timings": {
                 "load_seconds": round(self.load_seconds, 4),
                 "model_seconds": round(self.model_seconds, 4),
+                "model_batches": self.model_batches,
                 "processing_seconds": round(self.processing_seconds, 4),
                 "total_seconds": round(self.total_seconds, 4),
                 "seconds_per_image": round(self.seconds_per_image, 4),
@@ -378,6 +381,7 @@ def run_inference(
         rows=rows,
         load_seconds=load_seconds,
         model_seconds=segmenter.predictor.seconds,
+        model_batches=segmenter.predictor.calls,
         total_seconds=time.perf_counter() - started,
         classes=[c.name for c in run.classes()],
         scale=plan.to_dict(),
@@ -563,6 +567,7 @@ def build_segmenter(
         model_hw=model_hw,
         stain_norm=config.get("data", {}).get("stain_norm"),
         min_object=_min_object(run, float(infer_cfg.get("min_object", DEFAULT_MIN_OBJECT))),
+        max_batch_pixels=None if batch_size is not None else int(infer_cfg.get("max_batch_pixels", DEFAULT_PIXELS)),
     )
 
 
@@ -705,7 +710,8 @@ class _Batcher:
         if self.pending and self.pending[0].prepared.array.shape != item.prepared.array.shape:
             self.flush()
         self.pending.append(item)
-        if len(self.pending) >= (self.segmenter.batch_size if self.segmenter.predictor.calls else 1):
+        full = self.segmenter.batch_for(item.prepared.array.shape[:2]) if self.segmenter.predictor.calls else 1
+        if len(self.pending) >= full:
             self.flush()
 
     def flush(self) -> None:

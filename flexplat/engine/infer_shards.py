@@ -126,6 +126,7 @@ def merged_values(found: Sequence[tuple[Path, dict]]) -> dict[str, Any]:
         "rows": rows,
         "load_seconds": total("timings", "load_seconds"),
         "model_seconds": total("timings", "model_seconds"),
+        "model_batches": int(sum(data["timings"].get("model_batches", 0) for _, data in found)),
         "total_seconds": total("timings", "total_seconds"),
         "classes": first["classes"],
         "scale": first["scale"],

@@ -18,7 +18,7 @@ right-angle turns of the input (8 views of a square input, 4 of a rectangular on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -256,6 +256,7 @@ class Segmenter:
     model_hw: tuple[int, int] = (256, 256)  # the training input size (the training framing)
     stain_norm: Mapping[str, Any] | None = None  # the run's data.stain_norm, applied as in training
     min_object: float = 0.0  # objects narrower than this (scaled pixels, equivalent diameter) become background
+    max_batch_pixels: int | None = None  # input pixels per prediction batch at most (None: batch_size only)
 
     def __post_init__(self) -> None:
         self.forward = with_tta(self.predictor) if self.tta else self.predictor
@@ -298,7 +299,13 @@ class Segmenter:
         return self.forward(batch)
 
     def predict_tiled(self, prepared: Prepared) -> np.ndarray:
-        return predict_tiled(self.forward, prepared.array, self.tile_hw, self.overlap, self.batch_size)
+        return predict_tiled(self.forward, prepared.array, self.tile_hw, self.overlap, self.batch_for(self.tile_hw))
+
+    def batch_for(self, hw: Sequence[int]) -> int:
+        """Inputs of ``hw`` (height, width) per prediction batch: ``batch_size``, within ``max_batch_pixels``."""
+        if self.max_batch_pixels is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.max_batch_pixels // (int(hw[0]) * int(hw[1]))))
 
     def restore(self, prepared: Prepared, probs: np.ndarray) -> np.ndarray:
         """Probabilities of a prepared image (padded, scaled) back at its original size, specks dropped."""
