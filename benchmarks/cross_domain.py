@@ -52,10 +52,11 @@ COLOUR_OFF = (
 PASTE_OFF = "train.augment.paste=0"
 """The ablation without the default recipe's copy-paste onto blood-smear backgrounds."""
 FINE_TUNE = (
-    *("--epochs", "30", "--set", "train.steps_per_epoch=15", "--set", "train.learning_rate=5.0e-4"),
+    *("--epochs", "60", "--set", "train.steps_per_epoch=15", "--set", "train.learning_rate=5.0e-4"),
     *("--set", "data.split={valid: 0.2, test: 0.0, seed: 0}", "--set", "train.callbacks.early_stopping=false"),
 )
-"""Fine-tuning: 450 steps (a handful of images gives one step per epoch), the learning rate halved."""
+"""Fine-tuning: 900 steps (a handful of images gives one step per epoch), the learning rate halved; 450 steps
+gave type accuracy 0.625-0.75 over three training seeds, 900 gave 0.75 for each."""
 
 
 WORK: list[Path] = []
