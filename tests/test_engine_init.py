@@ -91,3 +91,17 @@ def test_init_brings_another_labs_images_to_the_scale_the_source_learnt(tmp_path
     _match_init_scale(same, source, codec, splits["train"], Console(quiet=True))
     assert same["model"]["image_size"] == [32, 32]
     assert json.loads((source.path / "run.json").read_text())["scale"]["object_diameter"] > 0
+
+
+def test_init_points_out_class_weights_chosen_for_other_data(tmp_path, source):
+    from flexplat.engine.train import train
+
+    config = config_for(tmp_path, "target-data", sample_classes(3), loss_options={"class_weights": [1.0, 2.0, 3.0]})
+    console = Console(record=True, width=200)
+    train(config, out=tmp_path / "tuned", init=source.path, console=console)
+    said = " ".join(console.export_text().split())
+    assert "class_weights [1.0, 2.0, 3.0] balance the classes" in said and "class_weights: null" in said
+    plain = Console(record=True, width=200)
+    other = config_for(tmp_path, "other-data", sample_classes(3))
+    train(other, out=tmp_path / "plain", init=source.path, console=plain)
+    assert "class_weights" not in plain.export_text()

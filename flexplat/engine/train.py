@@ -204,6 +204,7 @@ def _load_start_weights(model: Any, run: RunDir | None, state: dict, source: Run
         console.print(f"Resuming {run.path} after epoch {state['epoch']}")
     elif source is not None:
         _load_init_weights(model, source, console)
+        _hint_class_weights(config, console)
     elif init_weights is not None:
         console.print(load_foreign_weights(model, config, init_weights))
 
@@ -322,6 +323,19 @@ def _load_init_weights(model: Any, source: RunDir, console: Console) -> None:
             f"--init {source.path}: its weights do not fit this model ({exc}); model options must match the run's"
         ) from None
     console.print(f"Starting from the weights of {source.path}")
+
+
+def _hint_class_weights(config: dict, console: Console) -> None:
+    """Fine-tuning keeps the config's class weights; say so, since they were set for another data set."""
+    from rich.markup import escape
+
+    weights = config["train"]["loss_options"].get("class_weights")
+    if weights:
+        console.print(
+            f"[yellow]Note:[/] train.loss_options.class_weights {escape(str(weights))} balance the classes of "
+            f"the data they were chosen for; for your images set them to yours or drop them "
+            f'(--set "train.loss_options={{class_weights: null}}")'
+        )
 
 
 def _training_scale(run: RunDir, config: dict, codec: Any, pairs: list[Any]) -> TrainingScale | None:
