@@ -86,9 +86,9 @@ from flexplat.specs import ClassInfo
 TILE_MODES = ("auto", "always", "never")
 BACKENDS = ("auto", "tensorflow", "onnx")
 DEFAULT_MAX_SIDE = SCHEMA["infer"]["max_side"].default
-DEFAULT_MIN_OBJECT = SCHEMA["infer"]["min_object"].default
-DEFAULT_PIXELS = SCHEMA["infer"]["max_batch_pixels"].default
 """Scaled images up to this side are predicted whole (fully convolutional models); larger ones tiled."""
+DEFAULT_MIN_OBJECT = SCHEMA["infer"]["min_object"].default  # for runs written before these keys existed
+DEFAULT_PIXELS = SCHEMA["infer"]["max_batch_pixels"].default
 SUMMARY_CSV, SUMMARY_JSON = summary_names(None)
 
 
