@@ -96,6 +96,14 @@ AUGMENT_SCHEMA: dict[str, Option] = {
     "paste_empty": Option(
         0.0, "share of pasted images that show the background alone (no object, all-background mask)", min=0.0, max=1.0
     ),
+    "object_fade": Option(
+        0.0,
+        "chance that the lighter part of each labelled object (below its Otsu threshold in optical density: a "
+        "stained cell's cytoplasm) keeps only a random 10-100 % of its stain, as in labs whose stain leaves it "
+        "pale (mask unchanged; runs before copy-paste; 0 = off)",
+        min=0.0,
+        max=1.0,
+    ),
     "probability": Option(
         1.0,
         "chance that each enabled transform (rotation/scale/shift, elastic, each colour, stain, gamma, blur, "

@@ -133,6 +133,8 @@ def make_dataset(
     if not cache:
         ds = ds.map(decode, num_parallel_calls=autotune, deterministic=True)
 
+    if augment and augment.get("object_fade"):
+        ds = _with_fade(ds, float(augment["object_fade"]), seed, (height, width))
     if augment and augment.get("paste"):
         ds = _with_paste(ds, augment, seed, (height, width), stain)
     if is_enabled(augment):
@@ -180,6 +182,23 @@ def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, sta
 
     keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip((ds, keys)).map(paste, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _with_fade(ds: Any, chance: float, seed: int, size: tuple) -> Any:
+    """``ds`` with object fade (flexplat/data/fade.py) applied per element, reproducibly from ``seed``."""
+    import tensorflow as tf
+
+    from flexplat.data.fade import fade_fn
+
+    fn = fade_fn(chance, seed)
+
+    def fade(pair, key):
+        image = tf.numpy_function(fn, [pair[0], pair[1], key], tf.uint8, stateful=False)
+        image.set_shape([*size, 3])
+        return image, pair[1]
+
+    keys = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, keys)).map(fade, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _normalised(render: Callable, stain: Mapping[str, Any]) -> Callable:
