@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any
 
 import yaml
 from _common import RESULTS, load_average, machine, write_json
+
+from flexplat.testing import free_ports
 
 CLOCK_PLUGIN = """
 import json, time
@@ -85,21 +86,6 @@ def write_data(root: Path, size: int, count: int) -> list[dict]:
     return [{"name": c.name, "color": list(c.color)} for c in classes]
 
 
-def free_ports(count: int, attempts: int = 20) -> list[int]:
-    for _ in range(attempts):
-        sockets = [socket.socket() for _ in range(count)]
-        try:
-            for sock in sockets:
-                sock.bind(("127.0.0.1", 0))
-            ports = [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
-        if len(set(ports)) == count:
-            return ports
-    raise SystemExit("no free ports on 127.0.0.1")
-
-
 def run_case(name: str, workers: int, strategy: str, threads: int | None, setup: dict, work: Path) -> dict:
     """One `flexplat train` run (``workers`` processes); images/s over the epochs after the first."""
     case = work / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -124,7 +110,10 @@ def run_case(name: str, workers: int, strategy: str, threads: int | None, setup:
         env.update(
             TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads), OMP_NUM_THREADS=str(threads)
         )
-    ports = free_ports(workers)
+    try:
+        ports = free_ports(workers)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     command = [sys.executable, "-m", "flexplat", "train", "--config", str(case / "config.yaml"), "--out",
                str(case / "run"), "--strategy", strategy, "--no-evaluate"]  # fmt: skip
     processes = []

@@ -22,6 +22,7 @@ __all__ = [
     "write_index_dataset",
     "dataset_config",
     "write_run",
+    "free_ports",
 ]
 
 
@@ -175,3 +176,24 @@ def write_run(path, model, classes, config: Mapping[str, Any] | None = None, **i
     model.save(run.model_path)
     run.update_info(**{"status": "completed", **info})
     return run
+
+
+def free_ports(count: int, attempts: int = 20) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released), for tests that start
+    workers; RuntimeError after ``attempts`` tries without ``count`` distinct ones."""
+    import socket
+
+    for _ in range(attempts):
+        sockets = []
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                sockets.append(sock)
+            ports = [s.getsockname()[1] for s in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+        if len(set(ports)) == count:
+            return ports
+    raise RuntimeError("no free ports on 127.0.0.1")

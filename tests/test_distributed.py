@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from flexplat.engine.rundir import RunDir
-from flexplat.testing import dataset_config, sample_classes, write_rgb_dataset
+from flexplat.testing import dataset_config, free_ports, sample_classes, write_rgb_dataset
 
 TIMEOUT = 150  # seconds a whole training process may take (2 cores shared with other test runs)
 
@@ -48,24 +48,6 @@ def register_callbacks(register):
         "seconds": flexplat.Option(6.0, "how long"),
     }))
 """
-
-
-def free_ports(count: int, attempts: int = 20) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1 (bound to port 0, then released)."""
-    for _ in range(attempts):
-        sockets = []
-        try:
-            for _ in range(count):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", 0))
-                sockets.append(sock)
-            ports = [s.getsockname()[1] for s in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
-        if len(set(ports)) == count:
-            return ports
-    raise RuntimeError("no free ports on 127.0.0.1")
 
 
 def consecutive_ports(count: int, attempts: int = 20) -> list[int]:
