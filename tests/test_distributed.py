@@ -23,31 +23,8 @@ import yaml
 from flexplat.engine.rundir import RunDir
 from flexplat.testing import dataset_config, free_ports, sample_classes, write_rgb_dataset
 
+FAULTS_FILE = Path(__file__).resolve().parent / "plugin_fixtures" / "flexplat_faults.py"  # callback ``fault``
 TIMEOUT = 150  # seconds a whole training process may take (2 cores shared with other test runs)
-
-PAUSE_PLUGIN = """
-import os, time
-import flexplat
-
-
-def _pause(context, options):
-    import keras
-
-    class Pause(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == options["at_epoch"] and os.environ.get("FLEXPLAT_TEST_PAUSE"):
-                time.sleep(options["seconds"])  # the test kills the other worker meanwhile
-
-    return Pause()
-
-
-@flexplat.hookimpl
-def register_callbacks(register):
-    register(flexplat.CallbackSpec("pause", "sleep before an epoch (tests)", _pause, {
-        "at_epoch": flexplat.Option(2, "0-based epoch to pause before"),
-        "seconds": flexplat.Option(6.0, "how long"),
-    }))
-"""
 
 
 def consecutive_ports(count: int, attempts: int = 20) -> list[int]:
@@ -198,9 +175,9 @@ def test_two_workers_train_one_run_like_one_process(tmp_path, site):
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_the_chief_in_bounded_time_and_resume_continues(tmp_path, site):
-    callbacks = {"checkpoint": {}, "csv_plots": {"plots": False}, "pause": {"at_epoch": 2, "seconds": 6.0}}
+    callbacks = {"checkpoint": {}, "csv_plots": {"plots": False}, "fault": {"pause_at": 3, "pause_seconds": 6.0}}
     config = write_config(tmp_path, batch_size=2, epochs=4, callbacks=callbacks, collective_timeout=10.0)
-    site.add("flexplat_pause", PAUSE_PLUGIN, "flexplat-pause", "pause")
+    site.add("flexplat_faults", FAULTS_FILE.read_text(encoding="utf-8"), "flexplat-faults", "faults")
     run_dir = tmp_path / "run"
     cwd = tmp_path / "work"
     cwd.mkdir()

@@ -32,39 +32,8 @@ from flexplat.testing import invoke as invoke_cli
 
 keras = pytest.importorskip("keras")
 
-FAULTS_PLUGIN = """
-import os, time
-import flexplat
-
-
-def _fault(context, options):
-    import keras
-
-    class Fault(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            flag = os.environ.get("FLEXPLAT_TEST_PAUSE")
-            if epoch + 1 == options["pause_at"] and flag:
-                if flag != "1":  # a file to say "sleeping now": the test's signal lands here, not inside TF
-                    open(flag, "w").close()
-                time.sleep(600)  # the test interrupts the process here
-            if epoch + 1 == options["lr_jump_at"]:
-                self.model.optimizer.learning_rate.assign(1e38)  # an absurd learning rate from here on
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 == options["raise_at"]:
-                raise ValueError("this callback is broken on purpose")
-
-    return Fault()
-
-
-@flexplat.hookimpl
-def register_callbacks(register):
-    register(flexplat.CallbackSpec("fault", "inject faults (tests)", _fault, {
-        "pause_at": flexplat.Option(0, "1-based epoch to sleep before (with FLEXPLAT_TEST_PAUSE=1)"),
-        "lr_jump_at": flexplat.Option(0, "1-based epoch from which the learning rate is absurd"),
-        "raise_at": flexplat.Option(0, "1-based epoch whose end raises"),
-    }))
-"""
+FAULTS_FILE = Path(__file__).resolve().parent / "plugin_fixtures" / "flexplat_faults.py"
+FAULTS_PLUGIN = FAULTS_FILE.read_text(encoding="utf-8")  # callback ``fault``: pause, absurd learning rate, raise
 
 
 def fault_module() -> types.ModuleType:
