@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from flexplat.data.stain import background_colour
+from flexplat.data.stain import background_colour, optical_density
 
 FADE_MAX = 0.9  # at most 90 % of the light part's stain is removed
 MIN_OBJECT_PIXELS = 16  # smaller objects are left alone (no threshold to speak of)
@@ -32,7 +32,7 @@ def fade_objects(image: np.ndarray, mask: np.ndarray, keep: float) -> np.ndarray
     """``image`` (uint8 RGB) with the light part of every object in ``mask`` (class indices, 0 background)
     keeping ``keep`` (0..1) of its optical density."""
     white = background_colour(image) + 1.0
-    od = np.maximum(-np.log((image.astype(np.float32) + 1.0) / white), 0.0)
+    od = optical_density(image, white)
     total = od.sum(axis=2)
     count, labels = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
     light = np.zeros(mask.shape, bool)

@@ -164,41 +164,36 @@ def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, sta
     """``ds`` with copy-paste (flexplat/data/paste.py) applied per element, reproducibly from ``seed``;
     the backgrounds are stain-normalised like the images (``stain``), so a pasted image looks like a
     normalised field."""
-    import tensorflow as tf
-
     from flexplat.data.paste import paste_fn
     from flexplat.plugins import get_registry
 
     background = get_registry().get("background", augment["paste_background"]).render
     if stain and stain["method"] != "none":
         background = _normalised(background, stain)
-    fn = paste_fn(augment, background, seed)
+    return _keyed_numpy_map(ds, paste_fn(augment, background, seed), seed + 1, size)
 
-    def paste(pair, key):
+
+def _with_fade(ds: Any, chance: float, seed: int, size: tuple) -> Any:
+    """``ds`` with object fade (flexplat/data/fade.py) applied per element, reproducibly from ``seed``."""
+    from flexplat.data.fade import fade_fn
+
+    fade = fade_fn(chance, seed)
+    return _keyed_numpy_map(ds, lambda image, mask, key: (fade(image, mask, key), mask), seed + 2, size)
+
+
+def _keyed_numpy_map(ds: Any, fn: Callable, key_seed: int, size: tuple) -> Any:
+    """``ds`` of (image, mask) mapped through NumPy ``fn(image, mask, key) -> (image, mask)`` (uint8), each
+    element with a key of its own: new every epoch, reproducible from ``key_seed``."""
+    import tensorflow as tf
+
+    def apply(pair, key):
         image, mask = tf.numpy_function(fn, [pair[0], pair[1], key], [tf.uint8, tf.uint8], stateful=False)
         image.set_shape([*size, 3])
         mask.set_shape(list(size))
         return image, mask
 
-    keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
-    return tf.data.Dataset.zip((ds, keys)).map(paste, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def _with_fade(ds: Any, chance: float, seed: int, size: tuple) -> Any:
-    """``ds`` with object fade (flexplat/data/fade.py) applied per element, reproducibly from ``seed``."""
-    import tensorflow as tf
-
-    from flexplat.data.fade import fade_fn
-
-    fn = fade_fn(chance, seed)
-
-    def fade(pair, key):
-        image = tf.numpy_function(fn, [pair[0], pair[1], key], tf.uint8, stateful=False)
-        image.set_shape([*size, 3])
-        return image, pair[1]
-
-    keys = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True)
-    return tf.data.Dataset.zip((ds, keys)).map(fade, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    keys = tf.data.Dataset.random(seed=key_seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, keys)).map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _normalised(render: Callable, stain: Mapping[str, Any]) -> Callable:

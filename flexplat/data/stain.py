@@ -87,7 +87,7 @@ def stain_vectors(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Macenko's estimate for ``image``: (3 x 2 unit OD vectors [H, E], their 99th-percentile
     concentrations), or ``None`` when fewer than ``MIN_STAINED_PIXELS`` pixels are stained."""
     _check_image(image)
-    od = _optical_density(image).reshape(-1, 3)
+    od = optical_density(image).reshape(-1, 3)
     stains = _estimate_stains(od)
     if stains is None:
         return None
@@ -174,10 +174,12 @@ def _white_balance(image: np.ndarray, background: np.ndarray) -> np.ndarray:
     return _from_float_rgb(image.astype(np.float32) * gain)
 
 
-def _optical_density(image: np.ndarray) -> np.ndarray:
-    """-ln(I / I0) per channel, I0 = the image's own background (its BACKGROUND_PERCENTILE brightness)."""
-    white = background_colour(image).astype(np.float64) + 1.0
-    od = _OD_TABLE[image] + np.log(white).astype(np.float32) - np.float32(np.log(256.0))
+def optical_density(image: np.ndarray, white: np.ndarray | None = None) -> np.ndarray:
+    """-ln((I + 1) / white) per channel, at least 0 (float32); ``white`` defaults to the image's own
+    background plus one (its BACKGROUND_PERCENTILE brightness + 1)."""
+    if white is None:
+        white = background_colour(image) + 1.0
+    od = _OD_TABLE[image] + np.log(np.asarray(white, np.float64)).astype(np.float32) - np.float32(np.log(256.0))
     return np.maximum(od, 0.0, out=od)
 
 
@@ -222,7 +224,7 @@ def _max_concentrations(od: np.ndarray, stains: np.ndarray) -> np.ndarray:
 
 
 def _macenko(image: np.ndarray, target_stains: np.ndarray, target_max: np.ndarray) -> np.ndarray:
-    od = _optical_density(image).reshape(-1, 3)
+    od = optical_density(image).reshape(-1, 3)
     stains = _estimate_stains(od)
     if stains is None:
         stains = target_stains
