@@ -10,6 +10,7 @@ import sys
 import flexplat_flexunet
 import flexplat_leukocyte
 import flexplat_zheng_wbc
+from flexplat_leukocyte.project import PROJECT as LEUKOCYTE_PROJECT
 from flexplat_zheng_wbc.project import PARTS_PROJECT, PROJECT
 
 from flexplat import resolve_config
@@ -18,19 +19,11 @@ from flexplat.testing import invoke, plugin_system
 # this plugin and the one its configs name a model of (its declared dependency flexplat-flexunet)
 WITH_MODELS = (flexplat_zheng_wbc, flexplat_flexunet, flexplat_leukocyte)  # the plugin and its dependencies
 
-LEUKOCYTE_CLASSES = [
-    ("background", (0, 0, 0)),
-    ("basophil", (0, 0, 255)),
-    ("eosinophil", (0, 255, 0)),
-    ("lymphocyte", (255, 255, 0)),
-    ("monocyte", (0, 255, 255)),
-    ("neutrophil", (255, 0, 0)),
-]
-
 
 def test_type_project_uses_the_leukocyte_classes_and_colours():
     assert PROJECT.name == "zheng-wbc"
-    assert [(c.name, c.color) for c in PROJECT.classes] == LEUKOCYTE_CLASSES
+    assert [(c.name, c.color) for c in PROJECT.classes] == [(c.name, c.color) for c in LEUKOCYTE_PROJECT.classes]
+    assert [c.name for c in PROJECT.classes][1:] == ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
 
 def test_parts_project_differs_only_in_classes_and_task():
