@@ -189,7 +189,7 @@ def child_agree(run_dir: Path, images: Path) -> None:
 
     from flexplat.data.io import read_image
     from flexplat.engine.export import ExportDir, default_export_dir
-    from flexplat.engine.infer import build_segmenter
+    from flexplat.engine.prediction import build_segmenter
     from flexplat.engine.rundir import RunDir
 
     run = RunDir.open(run_dir)

@@ -296,7 +296,7 @@ def prediction_options(command: Callable) -> Callable:
 
 
 def _scale_settings(settings: dict) -> dict:
-    """CLI option names -> :class:`flexplat.engine.infer.InferSettings` field names."""
+    """CLI option names -> :class:`flexplat.engine.prediction.InferSettings` field names."""
     settings = dict(settings)
     settings["per_image_scale"] = settings.pop("scale_per_image")
     return settings

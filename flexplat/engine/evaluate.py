@@ -158,7 +158,7 @@ def _score(run: RunDir, codec: Any, pairs: Sequence[Any], remap: np.ndarray | No
     from flexplat.data.io import write_png
     from flexplat.engine.data import report_labels
     from flexplat.engine.figures import confusion_image
-    from flexplat.engine.infer import InferSettings, build_segmenter, choose_model, plan_folder_scale
+    from flexplat.engine.prediction import InferSettings, build_segmenter, choose_model, plan_folder_scale
 
     options = InferSettings(**settings)
     _, source, backend = choose_model(run, backend, run.path.parent, console)
