@@ -35,6 +35,7 @@ HOOK_KINDS = {
     "register_codecs": "codec",
     "register_callbacks": "callback",
     "register_backgrounds": "background",
+    "register_synthetic": "synthetic",
     "register_projects": "project",
 }
 
