@@ -18,15 +18,7 @@ from flexplat.errors import ConfigError, DataError, FlexplatError, RegistryError
 from flexplat.hookspecs import hookimpl
 from flexplat.options import Option
 from flexplat.options import validate as validate_options
-from flexplat.specs import (
-    BackgroundSpec,
-    CallbackSpec,
-    ClassInfo,
-    CodecSpec,
-    ModelSpec,
-    ProjectSpec,
-    SyntheticSpec,
-)
+from flexplat.specs import BackgroundSpec, CallbackSpec, ClassInfo, CodecSpec, ModelSpec, ProjectSpec
 from flexplat.version import __version__
 
 # name -> module that defines it (imported on first attribute access); a name that is its own
@@ -61,7 +53,6 @@ __all__ = [
     "CodecSpec",
     "CallbackSpec",
     "BackgroundSpec",
-    "SyntheticSpec",
     "ProjectSpec",
     "ClassInfo",
     "FlexplatError",

@@ -139,26 +139,22 @@ def validate_config(raw: Mapping) -> dict:
 
     config["data"]["stain_norm"] = check_stain_norm(config["data"]["stain_norm"])
     config["train"]["augment"] = validate(AUGMENT_SCHEMA, config["train"]["augment"], "train.augment")
-    _validate_sources(registry, config["train"]["augment"])
+    _validate_paste(registry, config["train"]["augment"])
     schema = loss_options_schema(config["train"]["loss"])
     config["train"]["loss_options"] = validate(schema, config["train"]["loss_options"], "train.loss_options")
     return config
 
 
-def _validate_sources(registry: Any, augment: Mapping[str, Any]) -> None:
-    """Copy-paste needs a registered background, synthetic samples a registered source."""
-    for chance, key, kind in (
-        ("paste", "paste_background", "background"),
-        ("synthetic", "synthetic_source", "synthetic"),
-    ):
-        name = augment[key]
-        if augment[chance] > 0 and not name:
-            raise ConfigError(
-                f"train.augment.{key}: required when train.augment.{chance} > 0; "
-                f"name one from `flexplat list --kind {kind}`"
-            )
-        if name:
-            _lookup(registry, kind, name, f"train.augment.{key}")
+def _validate_paste(registry: Any, augment: Mapping[str, Any]) -> None:
+    """Copy-paste needs a registered background to paste onto."""
+    name = augment["paste_background"]
+    if augment["paste"] > 0 and not name:
+        raise ConfigError(
+            "train.augment.paste_background: required when train.augment.paste > 0; "
+            "name a background from `flexplat list --kind background`"
+        )
+    if name:
+        _lookup(registry, "background", name, "train.augment.paste_background")
 
 
 def _validate_model(registry: Any, model_config: dict) -> None:

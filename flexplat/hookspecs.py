@@ -27,11 +27,6 @@ def register_backgrounds(register):
 
 
 @hookspec
-def register_synthetic(register):
-    """Register synthetic training samples: ``register(flexplat.SyntheticSpec(...))``."""
-
-
-@hookspec
 def register_projects(register):
     """Register projects (classes, default config, data): ``register(flexplat.ProjectSpec(...))``."""
 

@@ -105,9 +105,6 @@ def render_entry(entry: Entry, console: Console) -> None:
         console.print("Used by copy-paste augmentation: train.augment.paste > 0 with train.augment.paste_background: "
                       f"{item.name}")  # fmt: skip
         return
-    if entry.kind == "synthetic":
-        console.print(f"Used in training: train.augment.synthetic > 0 with train.augment.synthetic_source: {item.name}")
-        return
     if item.options:
         console.print(options_table(dict(item.options)))
     if entry.kind == "model" and item.describe is not None:

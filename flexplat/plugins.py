@@ -35,7 +35,6 @@ HOOK_KINDS = {
     "register_codecs": "codec",
     "register_callbacks": "callback",
     "register_backgrounds": "background",
-    "register_synthetic": "synthetic",
     "register_projects": "project",
 }
 

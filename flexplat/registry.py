@@ -8,7 +8,7 @@ from typing import Any
 
 from flexplat.errors import RegistryError
 
-KINDS = ("model", "codec", "callback", "background", "synthetic", "project")
+KINDS = ("model", "codec", "callback", "background", "project")
 
 
 @dataclass(frozen=True)

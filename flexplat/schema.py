@@ -96,19 +96,6 @@ AUGMENT_SCHEMA: dict[str, Option] = {
     "paste_empty": Option(
         0.0, "share of pasted images that show the background alone (no object, all-background mask)", min=0.0, max=1.0
     ),
-    "synthetic": Option(
-        0.0,
-        "chance that a training image is replaced by a sample drawn by synthetic_source (objects as large as "
-        "the image's own, in a random look); their objects count as 'some object, class unknown', so they teach "
-        "where objects are on looks no training lab shows, not their type (0 = off)",
-        min=0.0,
-        max=1.0,
-    ),
-    "synthetic_source": Option(
-        "",
-        "the registered synthetic samples that synthetic draws (`flexplat list --kind synthetic`); required when "
-        "synthetic > 0",
-    ),
     "object_fade": Option(
         0.0,
         "chance that the lighter part of each labelled object (below its Otsu threshold in optical density: a "

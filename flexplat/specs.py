@@ -101,23 +101,6 @@ class BackgroundSpec:
 
 
 @dataclass(frozen=True)
-class SyntheticSpec:
-    """Synthetic training samples: objects of the project's domain drawn with a random look.
-
-    ``render(rng, (height, width), object_diameter)`` returns ``(image, objects)``: an RGB uint8 image
-    of that size and a boolean mask of its objects, about ``object_diameter`` pixels across, their look
-    drawn from ``rng`` (a ``numpy.random.Generator``). Training with ``train.augment.synthetic`` > 0
-    puts such samples among the real ones; their object pixels count as "some object, class unknown",
-    so they teach where objects are (on looks no training lab shows), never their type.
-    """
-
-    name: str
-    description: str
-    render: Callable[..., Any]
-    kind = "synthetic"
-
-
-@dataclass(frozen=True)
 class ProjectSpec:
     """A project: its classes, default config and where its data comes from.
 
@@ -166,6 +149,5 @@ SPEC_TYPES = {
     "codec": CodecSpec,
     "callback": CallbackSpec,
     "background": BackgroundSpec,
-    "synthetic": SyntheticSpec,
     "project": ProjectSpec,
 }

@@ -20,7 +20,6 @@ def test_hooks_found():
         "register_codecs",
         "register_callbacks",
         "register_backgrounds",
-        "register_synthetic",
         "register_projects",
         "register_commands",
     }

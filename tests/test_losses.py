@@ -54,23 +54,6 @@ def test_dice_is_over_foreground_classes_only():
     assert value("dice", y_pred=pred, smooth=0.0) == pytest.approx(1 - (d1 + d2) / 2, rel=1e-5)
 
 
-def test_a_pixel_with_several_classes_set_rewards_any_of_them_and_is_left_out_of_the_dice():
-    # pixel (1, 1) becomes "class 1 or 2" (a synthetic sample's object of unknown type): its CE term is
-    # -ln(p1 + p2) = -ln(.4), weighted by the mean of the two classes' weights; the Dice ignores it
-    truth = TRUTH.copy()
-    truth[0, 1, 1] = [0, 1, 1]
-    ln4 = -math.log(0.4)
-    assert value("categorical_crossentropy", y_true=truth) == pytest.approx((LN[0.8] + 2 * LN[0.7] + ln4) / 4, rel=1e-5)
-    weighted = (1 * LN[0.8] + 2 * LN[0.7] + 0.5 * LN[0.7] + 1.25 * ln4) / 4
-    assert value("categorical_crossentropy", y_true=truth, class_weights=[1, 2, 0.5]) == pytest.approx(
-        weighted, rel=1e-5
-    )
-    # pixel (1, 1) left out of every sum: class 1 1.4 / (1 + .1+.7+.2), class 2 1.4 / (1 + .1+.1+.7)
-    assert value("dice", y_true=truth, smooth=0.0) == pytest.approx(1 - (1.4 / 2.0 + 1.4 / 1.9) / 2, rel=1e-5)
-    focal = (0.2**2 * LN[0.8] + 2 * 0.3**2 * LN[0.7] + 0.6**2 * ln4) / 4
-    assert value("focal", y_true=truth, gamma=2.0) == pytest.approx(focal, rel=1e-5)
-
-
 def test_ce_dice_adds_weighted_dice():
     ce = (LN[0.8] + 2 * LN[0.7] + LN[0.2]) / 4
     dice = 1 - (1.4 / 2.2 + 1.8 / 3.1) / 2

@@ -54,13 +54,6 @@ def test_hook_register_backgrounds():
         assert get_registry().entry("background", "glass").plugin == "p-backgrounds"
 
 
-def test_hook_register_synthetic():
-    spec = flexplat.SyntheticSpec(name="discs", description="d", render=lambda rng, size, diameter: None)
-    with plugin_system(_plugin("p-synthetic", register_synthetic=lambda register: register(spec))):
-        assert get_registry().get("synthetic", "discs") is spec
-        assert get_registry().entry("synthetic", "discs").plugin == "p-synthetic"
-
-
 def test_hook_register_projects():
     config = {"classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "cell", "color": [255, 0, 0]}]}
     spec = flexplat.ProjectSpec(name="cells", description="d", config=config)

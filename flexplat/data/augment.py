@@ -34,14 +34,7 @@ _AFFINE = ("rotate_degrees", "scale", "translate")
 _STREAMS = 24  # random scalars available per element (17 used at most)
 _EXTRA_STREAMS = 16  # a second set for stain, blur, gamma, noise, JPEG (15 used at most)
 _SETTINGS = ("probability", "elastic_sigma", "fill_mode")  # tune transforms; switch none on
-_PASTE = (  # run in the pipeline (paste.py, fade.py, synthetic.py)
-    "paste",
-    "paste_background",
-    "paste_empty",
-    "object_fade",
-    "synthetic",
-    "synthetic_source",
-)
+_PASTE = ("paste", "paste_background", "paste_empty", "object_fade")  # run in the pipeline (paste.py, fade.py)
 
 # Ruifrok & Johnston 2001 stain OD vectors (rows: haematoxylin, eosin, DAB), as scikit-image's rgb2hed
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])

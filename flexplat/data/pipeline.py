@@ -135,8 +135,6 @@ def make_dataset(
 
     if augment and augment.get("object_fade"):
         ds = _with_fade(ds, float(augment["object_fade"]), seed, (height, width))
-    if augment and augment.get("synthetic"):
-        ds = _with_synthetic(ds, augment, seed, (height, width), stain)
     if augment and augment.get("paste"):
         ds = _with_paste(ds, augment, seed, (height, width), stain)
     if is_enabled(augment):
@@ -148,24 +146,16 @@ def make_dataset(
 
 
 def _finisher(num_classes: int, one_hot: bool, channels: int) -> Callable:
-    """The last step of an element: float image (grey for 1 channel), one-hot or int32 target. A synthetic
-    object pixel (``ANY_OBJECT``) gets every class but the background set (one-hot), or class 1 (indices)."""
+    """The last step of an element: float image (grey for 1 channel), one-hot or int32 target."""
     import tensorflow as tf
-
-    from flexplat.data.synthetic import ANY_OBJECT
-
-    objects = tf.constant([0.0] + [1.0] * (num_classes - 1))
 
     def finish(image, mask):
         image = tf.cast(image, tf.float32)
         if channels == 1:
             image = tf.round(tf.tensordot(image, tf.constant(GREY_WEIGHTS), axes=[[-1], [0]]))[..., None]
-        mask = tf.cast(mask, tf.int32)
-        unknown = mask == ANY_OBJECT
-        if not one_hot:
-            return image, tf.where(unknown, 1, mask)
-        target = tf.one_hot(mask, num_classes, dtype=tf.float32)  # all zero where unknown
-        return image, tf.where(unknown[..., None], objects, target)
+        if one_hot:
+            return image, tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
+        return image, tf.cast(mask, tf.int32)
 
     return finish
 
@@ -181,29 +171,6 @@ def _with_paste(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, sta
     if stain and stain["method"] != "none":
         background = _normalised(background, stain)
     return _keyed_numpy_map(ds, paste_fn(augment, background, seed), seed + 1, size)
-
-
-def _with_synthetic(ds: Any, augment: Mapping[str, Any], seed: int, size: tuple, stain: Mapping | None) -> Any:
-    """``ds`` with some elements replaced by synthetic samples (flexplat/data/synthetic.py), reproducibly
-    from ``seed``; the samples are stain-normalised like the images (``stain``)."""
-    from flexplat.data.synthetic import synthetic_fn
-    from flexplat.plugins import get_registry
-
-    name = augment["synthetic_source"]
-    render = get_registry().get("synthetic", name).render
-    if stain and stain["method"] != "none":
-        render = _normalised_sample(render, stain)
-    return _keyed_numpy_map(ds, synthetic_fn(float(augment["synthetic"]), render, seed, name), seed + 3, size)
-
-
-def _normalised_sample(render: Callable, stain: Mapping[str, Any]) -> Callable:
-    """``render`` whose sample images come out stain-normalised by ``stain`` (``data.stain_norm``)."""
-
-    def draw(rng: Any, shape: tuple, diameter: float) -> tuple[np.ndarray, np.ndarray]:
-        image, objects = render(rng, shape, diameter)
-        return normalize(image, stain["method"], stain["target"]), objects
-
-    return draw
 
 
 def _with_fade(ds: Any, chance: float, seed: int, size: tuple) -> Any:

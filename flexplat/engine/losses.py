@@ -1,20 +1,16 @@
 """Segmentation losses selectable by name in ``train.loss`` (generic: any model, any class count).
 
-``y_true`` is one-hot ``(B, H, W, C)``; ``y_pred`` holds softmax probabilities ``(B, H, W, C)``. A pixel
-whose target has several classes set is only known to be one of them (a synthetic training sample's
-"some object, type unknown"): the cross-entropy terms reward the probability of the set, and the Dice
-leaves the pixel out.
+``y_true`` is one-hot ``(B, H, W, C)``; ``y_pred`` holds softmax probabilities ``(B, H, W, C)``.
 A single-channel sigmoid output with a single-channel (or two-channel) mask is treated as the
 two classes ``[background, foreground]``, so ``num_classes`` is always the number of classes in the
 config (background included).
 
-- ``categorical_crossentropy``: mean over pixels of ``-w log sum_c t_c p_c`` with ``w`` the mean weight of
-  the target's classes (``-w_c log p_c`` for a one-hot target).
+- ``categorical_crossentropy``: mean over pixels of ``-sum_c w_c t_c log p_c``.
 - ``dice``: ``1 -`` weighted mean over FOREGROUND classes (index >= 1) of the soft Dice
   ``(2 sum t_c p_c + smooth) / (sum t_c + sum p_c + smooth)``, sums over the whole batch and all
   pixels. A class absent from the batch and not predicted scores 1 (thanks to ``smooth``).
 - ``ce_dice``: ``categorical_crossentropy + dice_weight * dice``.
-- ``focal``: the same with a factor ``(1 - sum_c t_c p_c)^gamma`` (gamma 0 = weighted CE).
+- ``focal``: mean over pixels of ``-sum_c w_c t_c (1 - p_c)^gamma log p_c`` (gamma 0 = weighted CE).
 
 ``class_weights`` (one non-negative number per class, background first) weight the classes: per
 pixel in the cross-entropy terms, per class in the Dice mean (the background weight is unused there).
@@ -76,27 +72,22 @@ def _as_classes(y_true: Any, y_pred: Any, num_classes: int) -> tuple[Any, Any]:
 
 
 def cross_entropy_map(y_true: Any, y_pred: Any, weights: list[float], gamma: float = 0.0) -> Any:
-    """Per-pixel ``-w (1-q)^gamma log q``, ``q = sum_c t_c p_c`` the probability of the target's classes
-    and ``w`` their mean weight, shape ``(B, H, W)``; for a one-hot target ``-w_c (1-p_c)^gamma log p_c``."""
+    """Per-pixel ``-sum_c w_c t_c (1-p_c)^gamma log p_c``, shape ``(B, H, W)``."""
     from keras import ops
 
-    q = ops.clip(ops.sum(y_true * y_pred, axis=-1), EPSILON, 1.0 - EPSILON)
-    count = ops.maximum(ops.sum(y_true, axis=-1), 1.0)
-    weight = ops.sum(y_true * ops.convert_to_tensor(weights, dtype=y_pred.dtype), axis=-1) / count
-    terms = -weight * ops.log(q)
+    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    terms = -y_true * ops.log(p) * ops.convert_to_tensor(weights, dtype=p.dtype)
     if gamma:
-        terms = terms * ops.power(1.0 - q, gamma)
-    return terms
+        terms = terms * ops.power(1.0 - p, gamma)
+    return ops.sum(terms, axis=-1)
 
 
 def soft_dice_loss(y_true: Any, y_pred: Any, weights: list[float], smooth: float) -> Any:
-    """``1 -`` weighted mean soft Dice over classes 1.. (sums over batch and pixels), a scalar; pixels
-    whose target has several classes set are left out."""
+    """``1 -`` weighted mean soft Dice over classes 1.. (sums over batch and pixels), a scalar."""
     from keras import ops
 
     axes = tuple(range(len(y_pred.shape) - 1))
-    known = ops.cast(ops.sum(y_true, axis=-1, keepdims=True) <= 1.5, y_pred.dtype)
-    t, p = y_true[..., 1:] * known, y_pred[..., 1:] * known
+    t, p = y_true[..., 1:], y_pred[..., 1:]
     dice = (2.0 * ops.sum(t * p, axis=axes) + smooth) / (ops.sum(t, axis=axes) + ops.sum(p, axis=axes) + smooth)
     w = ops.convert_to_tensor(weights[1:], dtype=y_pred.dtype)
     return 1.0 - ops.sum(w * dice) / ops.sum(w)

@@ -17,7 +17,6 @@ MODEL = "tiny-unet"
 CODEC = "tiny-grey"
 PROJECT = "tiny"
 BACKGROUND = "tiny-stripes"
-SYNTHETIC = "tiny-discs"
 
 
 def build_model(image_size, channels, num_classes, filters=4, depth=1):
@@ -135,27 +134,6 @@ def render_stripes(rng, size, object_diameter):
 @flexplat.hookimpl
 def register_backgrounds(register):
     register(flexplat.BackgroundSpec(BACKGROUND, "Dark stripes on light glass, for tests.", render_stripes))
-
-
-def render_disc(rng, size, object_diameter):
-    """One dark disc ``object_diameter`` across, wholly inside, at a random place on glass of a random
-    shade: synthetic samples for tests."""
-    import cv2
-    import numpy as np
-
-    height, width = size
-    image = np.full((height, width, 3), int(rng.integers(150, 250)), np.uint8)
-    objects = np.zeros((height, width), np.uint8)
-    radius = max(1, min(int(round(object_diameter / 2)), (min(height, width) - 1) // 2))
-    centre = (int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius)))
-    cv2.circle(objects, centre, radius, 1, -1)
-    image[objects > 0] = 60
-    return image, objects > 0
-
-
-@flexplat.hookimpl
-def register_synthetic(register):
-    register(flexplat.SyntheticSpec(SYNTHETIC, "Dark discs on glass, for tests.", render_disc))
 
 
 @flexplat.hookimpl

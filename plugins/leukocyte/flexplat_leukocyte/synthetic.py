@@ -194,21 +194,6 @@ def render_smear(
     return draw_smear(rng, cls, size, sample_style(rng, cls, size, zoom, randomization))
 
 
-def render_sample(
-    rng: np.random.Generator, size: tuple[int, int], object_diameter: float, randomization: Randomization | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A domain-randomised smear (``randomization``, default :class:`Randomization`) with one leukocyte of
-    a random type, a mid-sized one ``object_diameter`` pixels across: ``(RGB uint8 image, boolean mask
-    of the leukocyte)`` of ``size`` (height, width). The ``blood-smear-leukocytes`` synthetic samples."""
-    height, width = size
-    side = max(height, width)
-    fraction = min(max(object_diameter / side, 0.05), 0.95)
-    spec = replace(randomization or Randomization(), cell_fraction=(fraction, fraction))
-    names = sorted(CELL_TYPES)
-    image, labels = render_smear(rng, names[int(rng.integers(len(names)))], side, 1.0, spec)
-    return cv2.cvtColor(image[:height, :width], cv2.COLOR_BGR2RGB), labels[:height, :width] > 0
-
-
 RED_CELL_TO_LEUKOCYTE = (0.4, 0.8)  # red-cell diameter / leukocyte diameter (7.5 um against 9-18 um)
 FIELD_BLUR = (0.3, 1.2)  # Gaussian sigma in pixels: light, as a pasted cell keeps its own focus
 FIELD_COVERAGE = (0.3, 1.0)  # share of the field covered by red cells: from sparse to crowded
